@@ -1,0 +1,96 @@
+"""Host-side wiring for the container provider, with pyroute2.
+
+The switch is a network namespace holding one bridge per testbed network; each node is a
+namespace with veths named like the document's NICs (eth1, eth2) whose peers are ports of
+those bridges. Nothing is created in the host's own namespace, so testbed frames never meet
+the host's bridges or firewall.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyroute2 import NetNS, netns
+
+NETNS_DIR = Path("/run/netns")
+
+
+def exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def create_namespace(name: str) -> None:
+    netns.create(name)
+    with NetNS(name) as ns:
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
+
+def remove_namespace(name: str) -> None:
+    if exists(name):
+        netns.remove(name)
+
+
+def list_namespaces(prefix: str) -> list[str]:
+    return sorted(n for n in netns.listnetns() if n.startswith(prefix))
+
+
+@contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Run the block with this process in namespace ``name`` (for /proc/sys/net writes)."""
+    netns.pushns(name)
+    try:
+        yield
+    finally:
+        netns.popns()
+
+
+def sysctl(namespace: str, key: str, value: str) -> None:
+    with inside(namespace):
+        Path("/proc/sys", key.replace(".", "/")).write_text(value)
+
+
+def add_bridge(namespace: str, bridge: str) -> None:
+    """A plain learning bridge, like a physical switch: no STP delay, no bridge netfilter."""
+    with NetNS(namespace) as ns:
+        ns.link("add", ifname=bridge, kind="bridge", br_forward_delay=0, br_stp_state=0)
+        ns.link("set", index=ns.link_lookup(ifname=bridge)[0], state="up")
+
+
+def plug(switch: str, bridge: str, port: str, node_ns: str, nic: str, mac: str) -> None:
+    """A veth from ``bridge`` in the switch namespace to ``nic`` (with ``mac``) in ``node_ns``."""
+    with NetNS(switch) as sw:
+        sw.link("add", ifname=port, kind="veth", peer={"ifname": nic, "net_ns_fd": node_ns})
+        sw.link("set", index=sw.link_lookup(ifname=port)[0], master=sw.link_lookup(ifname=bridge)[0],
+                state="up")
+    with NetNS(node_ns) as ns:
+        ns.link("set", index=ns.link_lookup(ifname=nic)[0], address=mac)
+
+
+def configure_host(namespace: str, nic: str, address: str, prefixlen: int) -> None:
+    """Give a plain namespace host (the outside host) its address; no default route, no forwarding."""
+    with NetNS(namespace) as ns:
+        idx = ns.link_lookup(ifname=nic)[0]
+        ns.addr("add", index=idx, address=address, prefixlen=prefixlen)
+        ns.link("set", index=idx, state="up")
+
+
+def pids_in(namespace: str) -> list[int]:
+    """Processes whose network namespace is ``namespace`` (to refuse deleting a busy one)."""
+    try:
+        target = os.stat(NETNS_DIR / namespace)
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry.name}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            found.append(int(entry.name))
+    return found

@@ -1,0 +1,96 @@
+"""The node API every layer above the providers uses: run a command, read and write files.
+
+A provider only implements ``_exec``; file transfer is built on it so that containers
+(nsenter) and VMs (SSH) behave the same.
+
+>>> ctl = testbed.node("controller-1")
+>>> ctl.run("ip -4 -o addr show dev br100").stdout
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from flatbed.errors import FlatbedError
+
+
+class CommandError(FlatbedError):
+    """A command on a node exited non-zero where success was required."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command on a node did: exit code and decoded output."""
+
+    node: str
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def check(self) -> Result:
+        if self.rc != 0:
+            detail = (self.stderr.strip() or self.stdout.strip()).splitlines()
+            last = detail[-1] if detail else "no output"
+            raise CommandError(f"{self.node}: `{self.command}` exited {self.rc}: {last}")
+        return self
+
+
+class Node(ABC):
+    """One machine of the testbed, reachable whatever the provider."""
+
+    def __init__(self, name: str, role: str):
+        self.name = name
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} ({self.role})>"
+
+    @abstractmethod
+    def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
+        """Run argv on the node; raise NodeGoneError when the node is not running."""
+
+    def run(self, command: str | list[str], *, input: str | bytes | None = None, timeout: float = 120,
+            check: bool = False) -> Result:
+        """Run a shell command line (str) or an argv (list) as root on the node."""
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        text = command if isinstance(command, str) else shlex.join(command)
+        data = input.encode() if isinstance(input, str) else input
+        rc, out, err = self._exec(argv, data, timeout)
+        result = Result(self.name, text, rc, out.decode(errors="replace"), err.decode(errors="replace"))
+        return result.check() if check else result
+
+    def check(self, command: str | list[str], **kwargs) -> str:
+        """Run and return stdout, raising CommandError on a non-zero exit."""
+        return self.run(command, check=True, **kwargs).stdout
+
+    def read_file(self, path: str) -> str:
+        return self.run(["cat", path], check=True).stdout
+
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path]).ok
+
+    def write_file(self, path: str, content: str | bytes, mode: int = 0o644) -> None:
+        data = content.encode() if isinstance(content, str) else content
+        quoted = shlex.quote(path)
+        self.run(f"mkdir -p \"$(dirname {quoted})\" && cat > {quoted} && chmod {mode:o} {quoted}",
+                 input=data, check=True)
+
+    def put_tree(self, local: Path, remote: str, exclude: tuple[str, ...] = ("__pycache__",)) -> None:
+        """Copy a local directory to ``remote`` (replacing it) in one tar stream."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(local, arcname=".",
+                    filter=lambda ti: None if any(part in exclude for part in Path(ti.name).parts) else ti)
+        quoted = shlex.quote(remote)
+        self.run(f"rm -rf {quoted} && mkdir -p {quoted} && tar -x -C {quoted} --no-same-owner",
+                 input=buf.getvalue(), check=True)

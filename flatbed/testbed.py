@@ -1,0 +1,129 @@
+"""A testbed: one topology brought up by one provider, provisioned, recorded in a state file.
+
+>>> bed = Testbed.up(topology.load(path), "nspawn")
+>>> bed.node("controller-1").check("brctl show")
+>>> bed.down()
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flatbed import providers, provisioning, state
+from flatbed.errors import FlatbedError
+from flatbed.images.base import BaseImage, ensure_base
+from flatbed.images.guest import GuestImage, ensure_guest
+from flatbed.node import Node
+from flatbed.providers.base import Provider
+from flatbed.topology import Topology
+from flatbed.topology import load as load_topology
+
+
+def default_progress(message: str) -> None:
+    print(f"[flatbed] {message}", file=sys.stderr, flush=True)
+
+
+class Testbed:
+    """A live (or half-built) testbed, whichever process created it."""
+
+    __test__ = False
+
+    def __init__(self, topo: Topology, st: state.TestbedState, provider: Provider,
+                 progress: Callable[[str], None]):
+        self.topology = topo
+        self.state = st
+        self.provider = provider
+        self.progress = progress
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @property
+    def dir(self) -> Path:
+        return self.state.dir
+
+    @classmethod
+    def up(cls, topo: Topology, provider_name: str = "auto", *, mirror: str | None = None,
+           cirros_image: Path | None = None, keep_on_failure: bool = False,
+           progress: Callable[[str], None] = default_progress) -> Testbed:
+        """Build (or reuse) the images, boot the nodes and provision them.
+
+        On failure or interruption everything created so far is removed (logs stay in the
+        testbed directory), unless ``keep_on_failure``; the state file records what exists at
+        every step, so a killed run can be cleaned up too.
+        """
+        provider_cls = providers.get(provider_name)
+        why = provider_cls.unusable()
+        if why:
+            raise FlatbedError(f"provider {provider_cls.name} cannot run here: {why}")
+        base = ensure_base(mirror=mirror, progress=_tagged(progress, "images"))
+        guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image)
+        st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
+                                topology_path=str(topo.path), topology_digest=topo.digest,
+                                images={"base": base.hash, "guest": guest.hash})
+        bed = cls(topo, st, provider_cls(topo, st, progress), progress)
+        progress(f"testbed {st.run_id}: {topo.name} on {provider_cls.name} (state in {st.dir})")
+        try:
+            bed.create(base, guest)
+        except BaseException as e:
+            st.status = "failed"
+            st.save()
+            if keep_on_failure:
+                progress(f"testbed {st.run_id} failed ({type(e).__name__}); kept for inspection")
+            else:
+                progress(f"testbed {st.run_id} failed ({type(e).__name__}); removing it, logs stay in {st.dir}")
+                bed.down()
+            raise
+        return bed
+
+    def create(self, base: BaseImage, guest: GuestImage) -> None:
+        started = time.monotonic()
+        self.state.save()
+        self.provider.create(base)
+        for node in self.topology.stack_nodes:
+            provisioning.provision(self.node(node.name), self.topology, self.progress)
+        for node in self.topology.computes:
+            provisioning.push_guest_image(self.node(node.name), guest)
+        self.state.status = "up"
+        self.state.save()
+        self.progress(f"testbed {self.run_id} up in {time.monotonic() - started:.1f} s")
+
+    @classmethod
+    def attach(cls, run_id: str | None = None, progress: Callable[[str], None] = default_progress) -> Testbed:
+        """The testbed another process created (the only one, or ``run_id``)."""
+        st = state.find(run_id)
+        topo = load_topology(st.topology_path)
+        if topo.digest != st.topology_digest:
+            raise FlatbedError(f"testbed {st.run_id}: its topology file {st.topology_path} changed since it was built")
+        return cls(topo, st, providers.get(st.provider)(topo, st, progress), progress)
+
+    def node(self, name: str) -> Node:
+        return self.provider.node(name)
+
+    @property
+    def controller(self) -> Node:
+        return self.node(self.topology.controller.name)
+
+    def computes(self) -> list[Node]:
+        return [self.node(n.name) for n in self.topology.computes]
+
+    def down(self) -> list[str]:
+        """Remove everything of this testbed; raise if anything is left behind."""
+        started = time.monotonic()
+        removed = self.provider.destroy()
+        left = self.provider.leftovers()
+        if left:
+            raise FlatbedError(f"testbed {self.run_id}: left behind after destroy: {', '.join(left)}")
+        self.state.forget()
+        state.prune_artifacts()
+        self.progress(f"testbed {self.run_id} removed ({len(removed)} resources) in "
+                      f"{time.monotonic() - started:.1f} s")
+        return removed
+
+
+def _tagged(progress: Callable[[str], None], tag: str) -> Callable[[str], None]:
+    return lambda message: progress(f"{tag}: {message}")

@@ -1,0 +1,315 @@
+"""The topology file: nodes, NICs, addresses and nova flags of one testbed.
+
+One TOML file drives everything: both providers, the Vagrantfile, provisioning and the
+expectations of the tests. It is loaded into frozen dataclasses and validated up front;
+every problem is one ``TopologyError`` line naming the file and the field.
+
+>>> topo = load(DEFAULT_TOPOLOGY)
+>>> topo.controller.address, topo.flat.bridge
+(IPv4Address('192.168.56.200'), 'br100')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from flatbed.errors import FlatbedError
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "default.toml"
+
+ROLES = ("controller", "compute", "outside")
+NICS = ("eth1", "eth2")
+
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_FLAG = re.compile(r"^[a-z][a-z0-9_]*$")
+# Flags whose value comes from [networks] or from the node itself; setting them in [nova] would
+# create a second source of truth, so they are refused there.
+DERIVED_FLAGS = ("public_interface", "fixed_range", "flat_interface", "flat_network_bridge", "my_ip",
+                 "metadata_host")
+
+
+class TopologyError(FlatbedError):
+    """A topology file that cannot be used; the message is one line naming the field."""
+
+
+@dataclass(frozen=True)
+class ManagementNetwork:
+    cidr: IPv4Network
+    interface: str
+    gateway: IPv4Address
+
+
+@dataclass(frozen=True)
+class FlatNetwork:
+    cidr: IPv4Network
+    interface: str
+    bridge: str
+    label: str
+
+    @property
+    def gateway(self) -> IPv4Address:
+        """nova-manage's default gateway and, single-host, the DHCP server: the first host."""
+        return self.cidr[1]
+
+    @property
+    def dhcp_start(self) -> IPv4Address:
+        return self.cidr[2]
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str
+    address: IPv4Address
+    macs: dict[str, str] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    path: Path
+    first_instance_id: int
+    management: ManagementNetwork
+    flat: FlatNetwork
+    nodes: tuple[Node, ...]
+    nova: dict[str, Any] = field(hash=False)
+    digest: str = ""
+
+    @property
+    def controller(self) -> Node:
+        return next(n for n in self.nodes if n.role == "controller")
+
+    @property
+    def computes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "compute")
+
+    @property
+    def outside(self) -> Node:
+        return next(n for n in self.nodes if n.role == "outside")
+
+    @property
+    def stack_nodes(self) -> tuple[Node, ...]:
+        """The nodes that run the stack (everything but the outside host)."""
+        return tuple(n for n in self.nodes if n.role != "outside")
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise TopologyError(f"{self.path}: no node named {name!r} (nodes: {', '.join(self.names)})")
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    def nova_flags(self, node: Node) -> dict[str, Any]:
+        """The flags of ``node``'s /etc/nova/nova.conf, in the document's order first."""
+        flags: dict[str, Any] = {
+            "public_interface": self.management.interface,
+            "fixed_range": str(self.flat.cidr),
+            "flat_interface": self.flat.interface,
+            "flat_network_bridge": self.flat.bridge,
+        }
+        flags.update(self.nova)
+        flags["my_ip"] = str(node.address)
+        flags["metadata_host"] = str(self.controller.address)
+        return flags
+
+
+def load(path: str | Path) -> Topology:
+    """Load and validate a topology file; raises TopologyError with one clear line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise TopologyError(f"{path}: cannot read topology file: {e.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise TopologyError(f"{path}: not valid TOML: {e}") from None
+    return _Parser(path).topology(raw)
+
+
+class _Parser:
+    """Turns the raw TOML dict into a Topology, failing on the first bad field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, message: str) -> TopologyError:
+        return TopologyError(f"{self.path}: {where}: {message}")
+
+    def table(self, raw: Any, where: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail(where, "must be a table")
+        for key in raw:
+            if key not in allowed:
+                raise self.fail(f"{where}.{key}" if where else key,
+                                f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for key in sorted(required):
+            if key not in raw:
+                raise self.fail(f"{where}.{key}" if where else key, "missing")
+        return raw
+
+    def string(self, raw: Any, where: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        if not isinstance(raw, str):
+            raise self.fail(where, f"must be a string, not {type(raw).__name__}")
+        if pattern and not pattern.match(raw):
+            raise self.fail(where, f"{raw!r} is not a valid {what}")
+        return raw
+
+    def cidr(self, raw: Any, where: str) -> IPv4Network:
+        text = self.string(raw, where)
+        try:
+            net = ipaddress.IPv4Network(text, strict=True)
+        except ValueError as e:
+            raise self.fail(where, f"{text!r} is not a valid IPv4 CIDR ({e})") from None
+        if net.num_addresses < 8:
+            raise self.fail(where, f"{text} is too small (at least a /29)")
+        return net
+
+    def address(self, raw: Any, where: str, net: IPv4Network, net_where: str) -> IPv4Address:
+        text = self.string(raw, where)
+        try:
+            addr = ipaddress.IPv4Address(text)
+        except ValueError:
+            raise self.fail(where, f"{text!r} is not a valid IPv4 address") from None
+        if addr not in net:
+            raise self.fail(where, f"{addr} is outside {net_where} {net}")
+        if addr in (net.network_address, net.broadcast_address):
+            raise self.fail(where, f"{addr} is the network or broadcast address of {net}")
+        return addr
+
+    def topology(self, raw: dict[str, Any]) -> Topology:
+        self.table(raw, "", {"name", "first_instance_id", "networks", "nova", "nodes"},
+                   {"name", "networks", "nodes"})
+        name = self.string(raw["name"], "name", _HOSTNAME, "topology name (lower-case letters, digits, -)")
+        first_id = raw.get("first_instance_id", 9)
+        if isinstance(first_id, bool) or not isinstance(first_id, int) or not 1 <= first_id < 2**31:
+            raise self.fail("first_instance_id", f"{first_id!r} must be a positive integer")
+        nets = self.table(raw["networks"], "networks", {"management", "flat"}, {"management", "flat"})
+        mgmt = self.management(nets["management"])
+        flat = self.flat(nets["flat"])
+        if mgmt.cidr.overlaps(flat.cidr):
+            raise self.fail("networks.flat.cidr", f"{flat.cidr} overlaps networks.management.cidr {mgmt.cidr}")
+        if mgmt.interface == flat.interface:
+            raise self.fail("networks.flat.interface", f"{flat.interface} is also the management interface")
+        nova = self.nova(raw.get("nova", {}), mgmt, flat)
+        nodes = self.nodes(raw["nodes"], mgmt)
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+        return Topology(name=name, path=self.path, first_instance_id=first_id, management=mgmt, flat=flat,
+                        nodes=nodes, nova=nova, digest=digest)
+
+    def management(self, raw: Any) -> ManagementNetwork:
+        where = "networks.management"
+        self.table(raw, where, {"cidr", "interface", "gateway"}, {"cidr", "interface", "gateway"})
+        cidr = self.cidr(raw["cidr"], f"{where}.cidr")
+        iface = self.string(raw["interface"], f"{where}.interface", _IFNAME, "interface name")
+        gateway = self.address(raw["gateway"], f"{where}.gateway", cidr, f"{where}.cidr")
+        return ManagementNetwork(cidr=cidr, interface=iface, gateway=gateway)
+
+    def flat(self, raw: Any) -> FlatNetwork:
+        where = "networks.flat"
+        self.table(raw, where, {"cidr", "interface", "bridge", "label"}, {"cidr", "interface", "bridge"})
+        cidr = self.cidr(raw["cidr"], f"{where}.cidr")
+        iface = self.string(raw["interface"], f"{where}.interface", _IFNAME, "interface name")
+        bridge = self.string(raw["bridge"], f"{where}.bridge", _IFNAME, "bridge name (at most 15 characters)")
+        if bridge == iface:
+            raise self.fail(f"{where}.bridge", f"{bridge} is also the flat interface")
+        label = self.string(raw.get("label", "novanetwork"), f"{where}.label")
+        return FlatNetwork(cidr=cidr, interface=iface, bridge=bridge, label=label)
+
+    def nova(self, raw: Any, mgmt: ManagementNetwork, flat: FlatNetwork) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise self.fail("nova", "must be a table")
+        flags: dict[str, Any] = {}
+        for key, value in raw.items():
+            where = f"nova.{key}"
+            if not _FLAG.match(key):
+                raise self.fail(where, "not a valid flag name")
+            if key in DERIVED_FLAGS:
+                raise self.fail(where, "is derived from [networks] and the nodes; remove it here")
+            if isinstance(value, (dict, list)):
+                raise self.fail(where, f"must be a string, number or boolean, not {type(value).__name__}")
+            if key == "dmz_cidr":
+                dmz = self.cidr(value, where)
+                if dmz.overlaps(flat.cidr):
+                    raise self.fail(where, f"{dmz} overlaps networks.flat.cidr {flat.cidr}")
+            if key == "dhcp_lease_time" and (isinstance(value, bool) or not isinstance(value, int) or value < 60):
+                raise self.fail(where, f"{value!r} must be an integer number of seconds >= 60")
+        flags.update(raw)
+        return flags
+
+    def nodes(self, raw: Any, mgmt: ManagementNetwork) -> tuple[Node, ...]:
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("nodes", "must be a non-empty array of [[nodes]] tables")
+        nodes: list[Node] = []
+        seen_names: dict[str, str] = {}
+        seen_addrs: dict[IPv4Address, str] = {}
+        seen_macs: dict[str, str] = {}
+        for i, item in enumerate(raw):
+            where = f"nodes[{i}]"
+            self.table(item, where, {"name", "role", "address", "mac"}, {"name", "role"})
+            name = self.string(item["name"], f"{where}.name", _HOSTNAME, "host name (lower-case letters, digits, -)")
+            if name in seen_names:
+                raise self.fail(f"{where}.name", f"{name!r} is already used by {seen_names[name]}")
+            seen_names[name] = where
+            role = self.string(item["role"], f"{where}.role")
+            if role not in ROLES:
+                raise self.fail(f"{where}.role", f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+            if "address" in item:
+                addr = self.address(item["address"], f"{where}.address", mgmt.cidr, "networks.management.cidr")
+            elif role == "outside":
+                addr = mgmt.gateway
+            else:
+                raise self.fail(f"{where}.address", "missing")
+            if role == "outside" and addr != mgmt.gateway:
+                raise self.fail(f"{where}.address",
+                                f"the outside host must be the management gateway {mgmt.gateway}, not {addr}")
+            if role != "outside" and addr == mgmt.gateway:
+                raise self.fail(f"{where}.address", f"{addr} is the management gateway (the outside host's)")
+            if addr in seen_addrs:
+                raise self.fail(f"{where}.address", f"{addr} is already used by {seen_addrs[addr]}")
+            seen_addrs[addr] = name
+            macs = self.macs(item.get("mac", {}), f"{where}.mac", name)
+            for nic, mac in macs.items():
+                if mac in seen_macs:
+                    raise self.fail(f"{where}.mac.{nic}", f"{mac} is already used by {seen_macs[mac]}")
+                seen_macs[mac] = f"{name} {nic}"
+            nodes.append(Node(name=name, role=role, address=addr, macs=macs))
+        for role, count in (("controller", (1,)), ("outside", (1,))):
+            have = sum(n.role == role for n in nodes)
+            if have not in count:
+                raise self.fail("nodes", f"needs exactly one node with role {role!r}, found {have}")
+        if not any(n.role == "compute" for n in nodes):
+            raise self.fail("nodes", "needs at least one node with role 'compute'")
+        return tuple(nodes)
+
+    def macs(self, raw: Any, where: str, node: str) -> dict[str, str]:
+        self.table(raw, where, set(NICS), set())
+        macs = {}
+        for nic in NICS:
+            if nic in raw:
+                mac = self.string(raw[nic], f"{where}.{nic}", _MAC, "MAC address (lower-case, colon-separated)")
+                if int(mac[:2], 16) & 1:
+                    raise self.fail(f"{where}.{nic}", f"{mac} is a multicast MAC")
+            else:
+                mac = stable_mac(node, nic)
+            macs[nic] = mac
+        return macs
+
+
+def stable_mac(node: str, nic: str) -> str:
+    """A MAC that stays the same for a node's NIC across runs (VirtualBox's OUI, as the document)."""
+    h = hashlib.sha256(f"{node}/{nic}".encode()).digest()
+    return "08:00:27:" + ":".join(f"{b:02x}" for b in h[:3])

@@ -1,0 +1,38 @@
+"""Waiters in Tempest's style: poll a check until it holds, with a named timeout.
+
+A timeout says what was waited for, for how long, and the last thing the check saw, so a
+failure reads as a sentence rather than a bare ``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from flatbed.errors import FlatbedError
+
+T = TypeVar("T")
+
+
+class WaitTimeout(FlatbedError):
+    """A waiter gave up; the message names what it waited for."""
+
+
+def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2,
+               describe: Callable[[], str] | None = None) -> T:
+    """Call ``check`` until it returns something truthy and return that value.
+
+    ``describe`` (optional) is called once on timeout to add the current state to the message.
+    Exceptions from ``check`` propagate: a check that can tell the wait is hopeless should raise.
+    """
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = f"; {describe()}" if describe else ""
+            raise WaitTimeout(f"timed out after {time.monotonic() - started:.0f} s waiting for {what}{detail}")
+        time.sleep(interval)

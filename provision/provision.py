@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""Provision one node for its role; the same script runs on container and VM nodes.
+
+Usage (on the node, as root):  python3 /opt/flatbed/provision/provision.py /opt/flatbed/node.json
+
+The host pushes this directory, the stack (``/opt/flatbed/stack``) and ``node.json`` (rendered
+from the topology by ``flatbed.provisioning``), then runs this. Only Debian's python3 and the
+base image's tools are used. Every step is idempotent: running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+STACK = Path("/opt/flatbed/stack")
+PYTHON_PACKAGES = Path("/usr/lib/python3/dist-packages")
+UNITS = Path("/etc/systemd/system")
+NOVA_CONF = Path("/etc/nova/nova.conf")
+
+
+def step(message: str) -> None:
+    print(f"[provision] {message}", flush=True)
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"[provision] `{' '.join(argv)}` failed ({proc.returncode}): "
+                         f"{(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+def write(path: Path, content: str, mode: int = 0o644) -> bool:
+    """Write only when different, so that re-provisioning does not restart anything needlessly."""
+    if path.exists() and path.read_text() == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    path.chmod(mode)
+    return True
+
+
+def hostname(cfg: dict) -> None:
+    name = cfg["node"]["name"]
+    write(Path("/etc/hostname"), name + "\n")
+    sh("hostname", name)
+    lines = ["127.0.0.1\tlocalhost"] + [f"{n['address']}\t{n['name']}" for n in cfg["nodes"]]
+    write(Path("/etc/hosts"), "\n".join(lines) + "\n")
+
+
+def interfaces(cfg: dict) -> None:
+    """eth1 on the management network; eth2 up, promiscuous and without an IP, as the document."""
+    node, mgmt, flat = cfg["node"], cfg["management"], cfg["flat"]
+    mgmt_if, flat_if = mgmt["interface"], flat["interface"]
+    text = f"""\
+# Written by flatbed provisioning from the topology.
+auto lo
+iface lo inet loopback
+
+auto {mgmt_if}
+iface {mgmt_if} inet static
+  address {node['address']}/{mgmt['prefixlen']}
+  # The document's nodes reach the outside through the management gateway, metric 100.
+  up ip route replace default via {mgmt['gateway']} dev $IFACE metric 100
+  # Ubuntu's link-local route, present on every node of the document.
+  up ip route replace 169.254.0.0/16 dev $IFACE scope link metric 1000
+
+# The flat (guest) network: no IP; promiscuous so frames for guests' MACs pass (the admin's job).
+auto {flat_if}
+iface {flat_if} inet manual
+  up ifconfig $IFACE 0.0.0.0 up
+  up ifconfig $IFACE promisc
+"""
+    changed = write(Path("/etc/network/interfaces"), text)
+    for iface in (mgmt_if, flat_if):
+        up = sh("ifquery", "--state", iface, check=False).stdout.strip()
+        if changed and up:
+            sh("ifdown", "--force", iface, check=False)
+            up = ""
+        if not up:
+            sh("ifup", iface)
+
+
+def nova_conf(cfg: dict) -> bool:
+    def render(value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    lines = [f"--{key}={render(value)}" for key, value in cfg["nova_flags"].items()]
+    return write(NOVA_CONF, "\n".join(lines) + "\n", mode=0o640)
+
+
+def install_stack() -> bool:
+    """Link the pushed stack into place: the nova package, its binaries and units."""
+    changed = False
+    link = PYTHON_PACKAGES / "nova"
+    if not link.is_symlink() or os.readlink(link) != str(STACK / "nova"):
+        if link.exists() or link.is_symlink():
+            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+        link.symlink_to(STACK / "nova")
+        changed = True
+    for script in sorted((STACK / "bin").iterdir()):
+        target = Path("/usr/bin") / script.name
+        changed |= write(target, script.read_text(), mode=0o755)
+    for unit in sorted((STACK / "systemd").glob("*.service")):
+        changed |= write(UNITS / unit.name, unit.read_text())
+    if changed:
+        sh("systemctl", "daemon-reload")
+    return changed
+
+
+def restart(unit: str, changed: bool) -> None:
+    sh("systemctl", "enable", "--quiet", unit)
+    if changed or sh("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0:
+        sh("systemctl", "restart", unit)
+
+
+def controller(cfg: dict, changed: bool) -> None:
+    flat = cfg["flat"]
+    existing = sh("nova-manage", "network", "list").stdout
+    if flat["cidr"] not in existing.split():
+        # Bound to the controller at creation (Essex bound a network at its first allocation);
+        # the document's controller shows br100 and dnsmasq before any guest.
+        sh("nova-manage", "network", "create", f"--label={flat['label']}", f"--fixed_range_v4={flat['cidr']}",
+           f"--bridge={flat['bridge']}", f"--bridge_interface={flat['interface']}",
+           f"--host={cfg['node']['name']}")
+        changed = True
+    # Only computes run libvirt; the controller's would add virbr0-free but needless daemons.
+    sh("systemctl", "disable", "--now", "--quiet", "libvirtd.service", "libvirtd.socket",
+       "libvirtd-ro.socket", "libvirtd-admin.socket", check=False)
+    restart("nova-network.service", changed)
+
+
+def compute(cfg: dict, changed: bool) -> None:
+    restart("libvirtd.service", False)
+    restart("nova-compute.service", changed)
+
+
+def main(path: str) -> None:
+    cfg = json.loads(Path(path).read_text())
+    role = cfg["node"]["role"]
+    step(f"{cfg['node']['name']}: role {role}")
+    hostname(cfg)
+    interfaces(cfg)
+    changed = nova_conf(cfg) | install_stack()
+    sh("systemctl", "enable", "--now", "--quiet", "rsyslog.service")
+    {"controller": controller, "compute": compute}[role](cfg, changed)
+    step(f"{cfg['node']['name']}: done")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: provision.py NODE_JSON")
+    main(sys.argv[1])

@@ -1,0 +1,72 @@
+"""The libvirt domain XML of an instance, shaped after Essex's ``libvirt.xml.template``.
+
+Pure: takes the instance's facts, returns the XML that ``connection.py`` defines and also
+writes to ``<instance dir>/libvirt.xml`` (the domain actually defined, as Essex kept it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str                 # instance-%08x
+    uuid: str
+    memory_mb: int
+    vcpus: int
+    virt_type: str            # qemu (TCG) or kvm
+    console_log: str          # serial to file, as Essex: get_console_output reads it
+    mac: str
+    bridge: str
+    kernel: str | None = None  # direct kernel boot (the cirros-compatible guest)
+    ramdisk: str | None = None
+    cmdline: str = ""
+    disk: str | None = None   # qcow2 overlay (a real cirros image)
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    if spec.kernel:
+        boot = (f"    <kernel>{spec.kernel}</kernel>\n"
+                + (f"    <initrd>{spec.ramdisk}</initrd>\n" if spec.ramdisk else "")
+                + f"    <cmdline>{spec.cmdline}</cmdline>\n")
+    else:
+        boot = "    <boot dev='hd'/>\n"
+    disk = ""
+    if spec.disk:
+        disk = (f"    <disk type='file' device='disk'>\n"
+                f"      <driver name='qemu' type='qcow2' cache='none'/>\n"
+                f"      <source file={quoteattr(spec.disk)}/>\n"
+                f"      <target dev='vda' bus='virtio'/>\n"
+                f"    </disk>\n")
+    return f"""<domain type='{spec.virt_type}'>
+  <name>{spec.name}</name>
+  <uuid>{spec.uuid}</uuid>
+  <memory unit='MiB'>{spec.memory_mb}</memory>
+  <vcpu>{spec.vcpus}</vcpu>
+  <os>
+    <type>hvm</type>
+{boot}  </os>
+  <!-- Without ACPI/APIC a direct-kernel-boot guest hangs on a missing RSDP. -->
+  <features>
+    <acpi/>
+    <apic/>
+  </features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+{disk}    <interface type='bridge'>
+      <source bridge='{spec.bridge}'/>
+      <mac address='{spec.mac}'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path={quoteattr(spec.console_log)}/>
+    </serial>
+    <serial type='pty'/>
+  </devices>
+</domain>
+"""
