@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("node")
     ex.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
+    sub.add_parser("images", help="build the node and guest images if needed, and list the cache",
+                   description="Build (or find cached) the base root and the cirros-compatible guest, then list "
+                               "the image cache.")
+    sub.add_parser("leaks", help="list resources of flatbed runs left on this host (exit 1 if any)",
+                   description="List namespaces, cgroups, mounts and state files tagged with a flatbed run id. "
+                               "Exits 1 when there are any, so CI can assert a clean host.")
     sub.add_parser("list", help="list the testbeds on this host",
                    description="List the testbeds recorded on this host, with provider, topology and status.")
     sub.add_parser("down", help="remove a testbed and everything it created",
@@ -83,6 +89,30 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return result.rc
 
 
+def cmd_images(args: argparse.Namespace) -> int:
+    from flatbed.images import list_images
+    from flatbed.images.base import ensure_base
+    from flatbed.images.guest import ensure_guest
+
+    ensure_base()
+    ensure_guest()
+    for image in list_images():
+        print(f"{image.kind:6} {image.hash16}  {image.size / 2**20:7.0f} MiB  "
+              f"{'complete' if image.complete else 'INCOMPLETE'}  {image.path}")
+    return 0
+
+
+def cmd_leaks(args: argparse.Namespace) -> int:
+    from flatbed.leftovers import scan
+
+    found = scan()
+    for item in found:
+        print(item)
+    if not found:
+        print("no flatbed resources on this host")
+    return 1 if found else 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     beds = state.list_testbeds()
     if not beds:
@@ -99,7 +129,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"up": cmd_up, "exec": cmd_exec, "list": cmd_list, "down": cmd_down}
+VERBS = {"up": cmd_up, "exec": cmd_exec, "images": cmd_images, "leaks": cmd_leaks, "list": cmd_list,
+         "down": cmd_down}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,23 +50,30 @@ def provision(node: Node, topo: Topology, progress: Callable[[str], None]) -> No
 
 
 IMAGE_CACHE = "/var/lib/nova/instances/_base"
+IMAGE_STORE = "/var/lib/nova/images"
 
 
-def push_guest_image(node: Node, guest: GuestImage, name: str = "cirros") -> str:
-    """Put the guest image in a compute's image cache (``_base/<hash>/``) unless it is there.
-
-    Returns the remote directory. It holds ``kernel`` + ``ramdisk`` or ``disk``, and
-    ``image.json`` describing how to boot it.
-    """
-    remote = f"{IMAGE_CACHE}/{guest.hash}"
-    if node.exists(f"{remote}/image.json"):
-        return remote
+def image_meta(guest: GuestImage, name: str = "cirros") -> dict[str, Any]:
+    """How to boot the image, stored beside it as ``image.json``."""
     files = {"kernel": guest.kernel, "ramdisk": guest.initrd, "disk": guest.disk}
-    for remote_name, local in files.items():
-        if local is not None:
-            node.write_file(f"{remote}/{remote_name}", Path(local).read_bytes())
-    meta = {"name": name, "kind": guest.kind, "hash": guest.hash, "cmdline": guest.cmdline,
+    return {"name": name, "kind": guest.kind, "hash": guest.hash, "cmdline": guest.cmdline,
             "login_user": guest.login_user, "login_password": guest.login_password,
             "files": sorted(k for k, v in files.items() if v is not None)}
-    node.write_file(f"{remote}/image.json", json.dumps(meta, indent=2) + "\n")
+
+
+def push_guest_image(node: Node, guest: GuestImage, *, with_files: bool, name: str = "cirros") -> str:
+    """Register the guest image on a node unless it is there already; returns the remote directory.
+
+    The controller's store (``/var/lib/nova/images/<hash>/``) gets the description the compute
+    API resolves ``--image cirros`` with; a compute's cache (``_base/<hash>/``) gets the files too
+    (``kernel`` + ``ramdisk``, or ``disk``), as nova's ``_base`` after a first fetch.
+    """
+    remote = f"{IMAGE_CACHE if with_files else IMAGE_STORE}/{guest.hash}"
+    if node.exists(f"{remote}/image.json"):
+        return remote
+    if with_files:
+        for remote_name, local in {"kernel": guest.kernel, "ramdisk": guest.initrd, "disk": guest.disk}.items():
+            if local is not None:
+                node.write_file(f"{remote}/{remote_name}", Path(local).read_bytes())
+    node.write_file(f"{remote}/image.json", json.dumps(image_meta(guest, name), indent=2) + "\n")
     return remote

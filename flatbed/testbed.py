@@ -84,10 +84,12 @@ class Testbed:
         started = time.monotonic()
         self.state.save()
         self.provider.create(base)
+        provisioning.push_guest_image(self.controller, guest, with_files=False)
+        for node in self.topology.computes:
+            provisioning.push_guest_image(self.node(node.name), guest, with_files=True)
+        # Controller first: computes register with its nova-network when they start.
         for node in self.topology.stack_nodes:
             provisioning.provision(self.node(node.name), self.topology, self.progress)
-        for node in self.topology.computes:
-            provisioning.push_guest_image(self.node(node.name), guest)
         self.state.status = "up"
         self.state.save()
         self.progress(f"testbed {self.run_id} up in {time.monotonic() - started:.1f} s")

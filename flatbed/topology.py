@@ -99,8 +99,8 @@ class Topology:
 
     @property
     def stack_nodes(self) -> tuple[Node, ...]:
-        """The nodes that run the stack (everything but the outside host)."""
-        return tuple(n for n in self.nodes if n.role != "outside")
+        """The nodes that run the stack, controller first (computes register with it)."""
+        return (self.controller, *self.computes)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

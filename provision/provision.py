@@ -45,12 +45,13 @@ def write(path: Path, content: str, mode: int = 0o644) -> bool:
     return True
 
 
-def hostname(cfg: dict) -> None:
+def hostname(cfg: dict) -> bool:
     name = cfg["node"]["name"]
-    write(Path("/etc/hostname"), name + "\n")
+    changed = write(Path("/etc/hostname"), name + "\n")
     sh("hostname", name)
     lines = ["127.0.0.1\tlocalhost"] + [f"{n['address']}\t{n['name']}" for n in cfg["nodes"]]
     write(Path("/etc/hosts"), "\n".join(lines) + "\n")
+    return changed
 
 
 def interfaces(cfg: dict) -> None:
@@ -84,6 +85,16 @@ iface {flat_if} inet manual
             up = ""
         if not up:
             sh("ifup", iface)
+
+
+def syslog(cfg: dict, hostname_changed: bool) -> None:
+    """/var/log/syslog in the document's format (``Jul 30 23:12:06 controller-1 dnsmasq-dhcp[2729]:``)."""
+    changed = write(Path("/etc/rsyslog.d/00-flatbed-traditional.conf"),
+                    "# The document greps /var/log/syslog lines in the traditional format.\n"
+                    "$ActionFileDefaultTemplate RSYSLOG_TraditionalFileFormat\n")
+    sh("systemctl", "enable", "--quiet", "rsyslog.service")
+    # rsyslog stamps lines with the hostname it read at start.
+    restart("rsyslog.service", changed or hostname_changed)
 
 
 def nova_conf(cfg: dict) -> bool:
@@ -144,10 +155,9 @@ def main(path: str) -> None:
     cfg = json.loads(Path(path).read_text())
     role = cfg["node"]["role"]
     step(f"{cfg['node']['name']}: role {role}")
-    hostname(cfg)
+    syslog(cfg, hostname(cfg))
     interfaces(cfg)
     changed = nova_conf(cfg) | install_stack()
-    sh("systemctl", "enable", "--now", "--quiet", "rsyslog.service")
     {"controller": controller, "compute": compute}[role](cfg, changed)
     step(f"{cfg['node']['name']}: done")
 

@@ -1,0 +1,71 @@
+"""nova-compute's manager: run and terminate instances on this node.
+
+Essex's ComputeManager.run_instance: plug the VIF (the lazy bridge: ``LibvirtBridgeDriver.plug``
+creates br100 on the flat interface, without an IP, when the first instance arrives), then
+spawn through the libvirt driver. The caller (the compute API on the controller) passes the
+instance and its network info, since this node has no database of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from nova.flags import Flags
+from nova.network import linux_net
+from nova.virt.libvirt.connection import LibvirtDriver
+
+LOG = logging.getLogger("nova.compute.manager")
+IMAGE_CACHE = "_base"
+
+
+class ComputeError(Exception):
+    """An instance could not be run; the message becomes the instance's fault."""
+
+
+class ComputeManager:
+    def __init__(self, flags: Flags, driver: LibvirtDriver | None = None):
+        self.flags = flags
+        self.driver = driver or LibvirtDriver(flags.instances_path, flags.libvirt_type)
+        self._lock = threading.Lock()
+
+    def _plug(self, network: dict[str, Any]) -> None:
+        # FlatDHCP, single-host: the compute's bridge has no IP (no net_attrs), gateway=True.
+        if network.get("should_create_bridge") and not network.get("multi_host"):
+            linux_net.ensure_bridge(network["bridge"], self.flags.flat_interface or network.get("bridge_interface"))
+
+    def image_dir(self, image_hash: str) -> Path:
+        return Path(self.flags.instances_path) / IMAGE_CACHE / image_hash
+
+    def run_instance(self, instance: dict[str, Any], network: dict[str, Any], image: str) -> dict[str, Any]:
+        """Plug, define and start the domain; returns the power state."""
+        with self._lock:
+            image_dir = self.image_dir(image)
+            if not (image_dir / "image.json").exists():
+                raise ComputeError(f"image {image} is not in this node's cache {image_dir}")
+            LOG.info("Starting instance %s (%s) on %s", instance["name"], network["address"], network["bridge"])
+            try:
+                self._plug(network)
+                self.driver.spawn(instance, network, str(image_dir))
+            except Exception as e:  # any failure is the instance's fault, reported to the API
+                LOG.exception("Instance %s failed to spawn", instance["name"])
+                raise ComputeError(f"{type(e).__name__}: {e}") from None
+            return {"running": self.driver.is_running(instance["name"])}
+
+    def terminate_instance(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            LOG.info("Terminating instance %s", name)
+            self.driver.destroy(name)
+            return {"running": False}
+
+    def get_console_output(self, name: str) -> str:
+        return self.driver.get_console_output(name)
+
+    def instance_state(self, name: str) -> dict[str, Any]:
+        return {"running": self.driver.is_running(name)}
+
+    def rpc_methods(self) -> dict[str, Any]:
+        return {"run_instance": self.run_instance, "terminate_instance": self.terminate_instance,
+                "get_console_output": self.get_console_output, "instance_state": self.instance_state}
