@@ -7,6 +7,7 @@ Works across processes through the testbed's state file: ``flatbed up`` in one s
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -135,8 +136,16 @@ VERBS = {"up": cmd_up, "exec": cmd_exec, "images": cmd_images, "leaks": cmd_leak
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so an interrupted `up` removes what it created.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM unwinds like Ctrl-C, so an interrupted `up` removes what it created. Only in this
+    # process: helpers forked by pyroute2 inherit the handler and must just exit.
+    main_pid = os.getpid()
+
+    def on_term(signum: int, frame: object) -> None:
+        if os.getpid() != main_pid:
+            os._exit(128 + signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         return VERBS[args.verb](args)
     except FlatbedError as e:

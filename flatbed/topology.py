@@ -35,7 +35,7 @@ _FLAG = re.compile(r"^[a-z][a-z0-9_]*$")
 # Flags whose value comes from [networks] or from the node itself; setting them in [nova] would
 # create a second source of truth, so they are refused there.
 DERIVED_FLAGS = ("public_interface", "fixed_range", "flat_interface", "flat_network_bridge", "my_ip",
-                 "metadata_host")
+                 "metadata_host", "network_host", "host", "first_instance_id")
 
 
 class TopologyError(FlatbedError):
@@ -121,8 +121,11 @@ class Topology:
             "flat_network_bridge": self.flat.bridge,
         }
         flags.update(self.nova)
+        flags["host"] = node.name
         flags["my_ip"] = str(node.address)
         flags["metadata_host"] = str(self.controller.address)
+        flags["network_host"] = self.controller.name
+        flags["first_instance_id"] = self.first_instance_id
         return flags
 
 

@@ -54,6 +54,14 @@ def hostname(cfg: dict) -> bool:
     return changed
 
 
+def resolver() -> None:
+    """No upstream DNS: the testbed is closed (dnsmasq then answers only what it knows)."""
+    path = Path("/etc/resolv.conf")
+    if path.is_symlink():
+        path.unlink()
+    write(path, "# flatbed: the testbed has no upstream DNS server.\n")
+
+
 def interfaces(cfg: dict) -> None:
     """eth1 on the management network; eth2 up, promiscuous and without an IP, as the document."""
     node, mgmt, flat = cfg["node"], cfg["management"], cfg["flat"]
@@ -156,6 +164,7 @@ def main(path: str) -> None:
     role = cfg["node"]["role"]
     step(f"{cfg['node']['name']}: role {role}")
     syslog(cfg, hostname(cfg))
+    resolver()
     interfaces(cfg)
     changed = nova_conf(cfg) | install_stack()
     {"controller": controller, "compute": compute}[role](cfg, changed)

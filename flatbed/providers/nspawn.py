@@ -146,6 +146,9 @@ class NspawnProvider(Provider):
             # No systemd on the host: do not register with machined, stay in our own cgroup.
             "--register=no", "--keep-unit",
             "--console=read-only",
+            # Not the host's resolver: nodes never need the internet, and dnsmasq must not forward
+            # guests' queries anywhere outside the testbed.
+            "--resolv-conf=off",
             # dnsmasq, bridges, iptables inside need it; the rest of nspawn's default set stays.
             "--capability=CAP_NET_ADMIN",
         ]

@@ -7,22 +7,42 @@ The virt type is probed at start when ``--libvirt_type`` is not set (qemu unless
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 
-from nova import flags, log
+from nova import flags, log, rpc
 from nova.compute.manager import ComputeManager
 from nova.rpc import RpcServer
 from nova.virt.libvirt.connection import probe_virt_type
 
 LOG = logging.getLogger("nova.service")
 USAGE = "usage: nova-compute [--flagfile=PATH]"
+REGISTER_TIMEOUT = 120  # the controller's nova-network may still be starting
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(f"caught {signal.Signals(signum).name}")
+
+
+def register(conf: flags.Flags) -> None:
+    """Announce this compute to the network host (Essex: a services row via the shared DB)."""
+    deadline = time.monotonic() + REGISTER_TIMEOUT
+    while True:
+        try:
+            rpc.call(conf.network_host, conf.network_rpc_port, "service_update", host=conf.host,
+                     topic="compute", address=conf.my_ip, port=conf.compute_rpc_port)
+            LOG.info("Registered with %s:%d", conf.network_host, conf.network_rpc_port)
+            return
+        except rpc.RemoteError as exc:
+            if exc.delivered or time.monotonic() > deadline:
+                raise
+            LOG.warning("%s; retrying", exc)
+            time.sleep(1)
 
 
 def main(argv: list[str]) -> int:
@@ -37,7 +57,7 @@ def main(argv: list[str]) -> int:
         return 1
     log.setup("nova-compute", conf)
     if not conf.libvirt_type:
-        conf = flags.replace(conf, libvirt_type=probe_virt_type())
+        conf = dataclasses.replace(conf, libvirt_type=probe_virt_type())
     LOG.info("Starting compute node (version 2012.1, flatbed) on host %s, libvirt_type=%s",
              conf.host, conf.libvirt_type)
     manager = ComputeManager(conf)
@@ -48,8 +68,14 @@ def main(argv: list[str]) -> int:
         return 1
     signal.signal(signal.SIGTERM, _stop)
     try:
+        # Serve first, then announce: the controller may call back as soon as it knows us.
+        threading.Thread(target=server.serve_forever, name="rpc", daemon=True).start()
         LOG.info("Serving compute RPC on %s:%d", conf.my_ip, server.port)
-        server.serve_forever()
+        register(conf)
+        threading.Event().wait()
+    except rpc.RemoteError as exc:
+        LOG.error("cannot register: %s", exc)
+        return 1
     except (SystemExit, KeyboardInterrupt) as exc:
         LOG.info("Stopping: %s", exc or "interrupted")
     finally:

@@ -23,8 +23,7 @@ def table(headers: list[str], rows: list[list[str]], align_left: bool = True) ->
     for r in rows:
         out.append("|" + "|".join(f" {c.ljust(w) if align_left else c.center(w)} "
                                   for c, w in zip(r, widths, strict=True)) + "|")
-    if rows:
-        out.append(rule)
+    out.append(rule)
     return "\n".join(out)
 
 

@@ -11,10 +11,12 @@ domain runs; nova-api takes the same steps over asynchronously later.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import uuid as uuidlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nova import rpc
@@ -104,10 +106,7 @@ class ComputeAPI:
 
     # scheduling
     def compute_hosts(self) -> list[dict[str, Any]]:
-        with self.db.transaction() as conn:
-            rows = conn.execute("SELECT host, address, port FROM services WHERE topic = 'compute' "
-                                "AND disabled = 0 ORDER BY host").fetchall()
-        return [dict(r) for r in rows]
+        return self.db.service_get_all_by_topic("compute")
 
     def _schedule(self, availability_zone: str | None) -> dict[str, Any]:
         hosts = self.compute_hosts()
@@ -190,17 +189,6 @@ class ComputeAPI:
         raise ApiError(f"No image with a name or ID of '{image}' exists.")
 
     def images(self) -> list[dict[str, Any]]:
-        import json
-        from pathlib import Path
-
         store = Path(self.flags.state_path) / "images"
         return [json.loads(p.read_text()) for p in sorted(store.glob("*/image.json"))]
 
-
-def service_update(db: Database, host: str, topic: str, address: str, port: int) -> None:
-    """A service announcing itself (Essex: the services table, refreshed by report_state)."""
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO services (host, binary, topic, address, port, disabled, report_count, created_at) "
-                     "VALUES (?, ?, ?, ?, ?, 0, 1, ?) ON CONFLICT(host, topic) DO UPDATE SET "
-                     "address = excluded.address, port = excluded.port, report_count = report_count + 1, "
-                     "updated_at = excluded.created_at", (host, f"nova-{topic}", topic, address, port, utcnow()))

@@ -1,0 +1,166 @@
+"""The on-disk image cache: ``<cache>/<kind>-<hash16>/`` directories with a ``.complete`` marker.
+
+A build happens in a temporary directory inside the cache and is renamed into place only after
+the marker was written, so an interrupted build never leaves a directory that looks complete.
+Builds of one kind are serialised with a lock file, which also makes it safe to delete that kind's
+leftover temporary directories at the start of the next build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from flatbed.images.hashing import SHORT
+from flatbed.images.progress import Progress
+
+MARKER = ".complete"
+DEFAULT_CACHE = Path("/var/cache/flatbed")
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$FLATBED_CACHE`` or ``/var/cache/flatbed``."""
+    env = os.environ.get("FLATBED_CACHE")
+    return Path(env) if env else DEFAULT_CACHE
+
+
+def image_dir(kind: str, digest: str) -> Path:
+    """Where the image ``kind`` with input hash ``digest`` lives (complete or not)."""
+    return cache_dir() / f"{kind}-{digest[:SHORT]}"
+
+
+def is_complete(path: Path) -> bool:
+    """True when ``path`` holds a finished image."""
+    return (path / MARKER).is_file()
+
+
+@contextmanager
+def kind_lock(kind: str) -> Iterator[None]:
+    """Hold an exclusive lock for building images of ``kind`` (blocks while another build runs)."""
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{kind}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _unescape_mount(field: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below ``path`` (deepest first, the order to unmount them in)."""
+    base = os.path.realpath(path)
+    found: list[Path] = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            point = _unescape_mount(line.split()[4])
+            if point == base or point.startswith(base + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` after unmounting anything mounted below it.
+
+    debootstrap and chroot tests mount /proc, /sys or /dev inside a root; deleting through such
+    a mount would wipe the host's files, so this refuses when a mount cannot be removed.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    for point in mounts_under(path):
+        subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
+    left = mounts_under(path)
+    if left:
+        raise RuntimeError(f"refusing to delete {path}: still mounted: {', '.join(map(str, left))}")
+    shutil.rmtree(path)
+
+
+def build_cached(
+    kind: str,
+    digest: str,
+    builder: Callable[[Path], None],
+    progress: Progress,
+) -> tuple[Path, bool]:
+    """Return ``(image dir, was_cached)``, running ``builder(tmpdir)`` only when needed.
+
+    ``builder`` fills the temporary directory; on success the marker is written and the
+    directory renamed to its final name.
+    """
+    final = image_dir(kind, digest)
+    if is_complete(final):
+        return final, True
+    with kind_lock(kind):
+        if is_complete(final):  # another process finished it while we waited for the lock
+            return final, True
+        root = cache_dir()
+        for stale in root.glob(f".{kind}-build-*"):
+            progress(f"removing leftover temporary build {stale}")
+            remove_tree(stale)
+        if final.exists():
+            progress(f"removing incomplete image {final}")
+            remove_tree(final)
+        tmp = root / f".{kind}-build-{digest[:SHORT]}-{os.getpid()}"
+        tmp.mkdir()
+        try:
+            builder(tmp)
+            (tmp / MARKER).write_text(f"{digest}\n{time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+            os.rename(tmp, final)
+        except BaseException:
+            # Keep no half image around; if even this is interrupted the next build cleans up.
+            remove_tree(tmp)
+            raise
+    return final, False
+
+
+@dataclass(frozen=True)
+class CachedImage:
+    """One entry of the cache listing."""
+
+    kind: str
+    hash16: str
+    path: Path
+    size: int
+    complete: bool
+
+
+def tree_size(path: Path) -> int:
+    """Bytes allocated below ``path`` (like ``du -s``), not following symlinks or mounts."""
+    total = 0
+    dev = path.lstat().st_dev
+    for dirpath, dirnames, filenames in os.walk(path):
+        # Do not descend into mount points (a chroot test may have /proc mounted).
+        dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == dev]
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
+def list_images() -> list[CachedImage]:
+    """All image directories in the cache (temporary build dirs excluded), sorted by name."""
+    root = cache_dir()
+    if not root.is_dir():
+        return []
+    out: list[CachedImage] = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or not path.is_dir() or "-" not in path.name:
+            continue
+        kind, _, hash16 = path.name.rpartition("-")
+        out.append(CachedImage(kind, hash16, path, tree_size(path), is_complete(path)))
+    return out

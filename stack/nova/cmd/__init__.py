@@ -1,0 +1,1 @@
+"""The entry points behind ``/usr/bin/nova-*``: each ``main(argv) -> exit status``."""

@@ -1,0 +1,72 @@
+"""nova-network: set up this host's networks, then serve the network RPC.
+
+    nova-network [--flagfile=/etc/nova/nova.conf]
+
+Start-up follows Essex's service: load the flags, open the database, ``init_host()`` (bridge,
+gateway address, metadata IP, dnsmasq for every network bound to ``--host``), then serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from nova import flags, log
+from nova.db import Database, DBError
+from nova.network.linux_net import LinuxNetError
+from nova.network.manager import FlatDHCPManager
+from nova.rpc import RpcServer
+
+LOG = logging.getLogger("nova.service")
+
+FLAT_DHCP_MANAGER = "nova.network.manager.FlatDHCPManager"
+USAGE = "usage: nova-network [--flagfile=PATH]"
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(f"caught {signal.Signals(signum).name}")
+
+
+def main(argv: list[str]) -> int:
+    flagfile, rest = flags.flagfile_from_argv(argv)
+    if rest:
+        print(USAGE if rest != ["--help"] else f"{USAGE}\n\nflags:\n{flags.help_text()}", file=sys.stderr)
+        return 0 if rest == ["--help"] else 2
+    try:
+        conf = flags.load(flagfile)
+    except flags.FlagError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    log.setup("nova-network", conf)
+    if conf.network_manager != FLAT_DHCP_MANAGER:
+        LOG.error("%s: --network_manager=%s is not implemented here; only %s is",
+                  flagfile, conf.network_manager, FLAT_DHCP_MANAGER)
+        return 1
+    LOG.info("Starting network node (version 2012.1, flatbed) on host %s", conf.host)
+    try:
+        os.makedirs(conf.state_path, exist_ok=True)
+        manager = FlatDHCPManager(conf, Database(conf.sqlite_path))
+        # Bound before init_host: dnsmasq's first `nova-dhcpbridge add` may come during set-up and
+        # then waits in the listen backlog instead of being refused.
+        # The network host is also where services register (Essex: the services table).
+        methods = {**manager.rpc_methods(), "service_update": manager.db.service_update}
+        server = RpcServer(conf.my_ip, conf.network_rpc_port, methods)
+    except (OSError, DBError) as exc:
+        LOG.error("cannot start: %s", exc)
+        return 1
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        manager.init_host()
+        LOG.info("Serving network RPC on %s:%d", conf.my_ip, server.port)
+        server.serve_forever()
+    except (LinuxNetError, DBError, OSError) as exc:
+        LOG.error("%s", exc)
+        return 1
+    except (SystemExit, KeyboardInterrupt) as exc:
+        LOG.info("Stopping: %s", exc or "interrupted")
+    finally:
+        server.server_close()
+    return 0

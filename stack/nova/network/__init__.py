@@ -1,0 +1,1 @@
+"""nova-network: FlatDHCPManager and the Linux bridge/dnsmasq driver it uses."""
