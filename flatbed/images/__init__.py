@@ -3,13 +3,14 @@
 - :func:`flatbed.images.base.ensure_base` -> the node root filesystem (debootstrap).
 - :func:`flatbed.images.guest.ensure_guest` -> the cirros-compatible guest (kernel + initramfs),
   or a user-supplied cirros disk image.
-- :func:`cache_dir` / :func:`list_images` -> where the images live and what is there.
+- :func:`cache_dir` / :func:`list_images` / :func:`prune_images` -> where the images live, what
+  is there, and dropping superseded ones.
 
 Submodules are imported lazily by callers so that ``import flatbed.images`` stays cheap.
 """
 
 from __future__ import annotations
 
-from flatbed.images.cache import CachedImage, cache_dir, list_images
+from flatbed.images.cache import CachedImage, cache_dir, list_images, prune_images
 
-__all__ = ["CachedImage", "cache_dir", "list_images"]
+__all__ = ["CachedImage", "cache_dir", "list_images", "prune_images"]

@@ -103,6 +103,11 @@ def _build(tmp: Path, versions: dict[str, str], mirror: str, digest: str, progre
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     progress(f"base: post-configured; {len(installed)} packages installed")
+    stale = sorted(p for p, v in versions.items() if installed.get(p) != v)
+    if stale:
+        # The hash was computed from the host's lists; debootstrap read the mirror's own.
+        progress(f"base: note: the host's apt lists disagree with the mirror for {' '.join(stale)}; "
+                 "run 'apt-get update' so the cache key follows the mirror")
 
 
 def post_configure(root: Path, digest: str) -> None:

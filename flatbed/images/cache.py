@@ -164,3 +164,19 @@ def list_images() -> list[CachedImage]:
         kind, _, hash16 = path.name.rpartition("-")
         out.append(CachedImage(kind, hash16, path, tree_size(path), is_complete(path)))
     return out
+
+
+def prune_images(kind: str, keep: Path) -> list[Path]:
+    """Delete the other complete or incomplete images of ``kind`` than ``keep``; return them.
+
+    Every edit of ``guest/`` or a package update leaves the previous image behind; callers
+    (a future ``flatbed images --prune``) decide when to drop them. Holds the kind's lock so a
+    running build of that kind is never touched.
+    """
+    removed: list[Path] = []
+    with kind_lock(kind):
+        for image in list_images():
+            if image.kind == kind and image.path != keep:
+                remove_tree(image.path)
+                removed.append(image.path)
+    return removed

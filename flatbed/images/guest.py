@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from flatbed.images import apt
-from flatbed.images.cache import build_cached, cache_dir
+from flatbed.images.cache import build_cached
 from flatbed.images.cpio import DeviceNode, archive_tree
 from flatbed.images.hashing import hash_file, hash_tree, input_hash
 from flatbed.images.progress import Progress, Stopwatch, default_progress
@@ -297,8 +297,3 @@ def _write_shadow(staging: Path, rootfs: Path) -> None:
     shadow.write_text(f"root:*:19000:0:99999:7:::\n{LOGIN_USER}:{crypted}:19000:0:99999:7:::\n")
     os.chmod(shadow, 0o600)
 
-
-def guest_cache_dirs() -> list[Path]:
-    """Complete guest image directories in the cache (newest first)."""
-    dirs = [p for p in cache_dir().glob(f"{KIND}-*") if (p / ".complete").is_file()]
-    return sorted(dirs, key=lambda p: p.stat().st_mtime, reverse=True)
