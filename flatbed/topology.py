@@ -132,6 +132,15 @@ class Topology:
 def load(path: str | Path) -> Topology:
     """Load and validate a topology file; raises TopologyError with one clear line."""
     path = Path(path)
+    return _Parser(path).topology(_read(path, seen=()))
+
+
+def _read(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The raw TOML of ``path`` with its ``base`` file merged underneath (variants stay small).
+
+    Tables merge key by key; any other value, arrays such as ``nodes`` included, replaces the
+    base's value whole.
+    """
     try:
         text = path.read_text()
     except OSError as e:
@@ -140,7 +149,25 @@ def load(path: str | Path) -> Topology:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise TopologyError(f"{path}: not valid TOML: {e}") from None
-    return _Parser(path).topology(raw)
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str):
+        raise TopologyError(f"{path}: base: must be a file name, not {type(base).__name__}")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or len(seen) > 8:
+        raise TopologyError(f"{path}: base: {base} includes itself")
+    return _merge(_read(base_path, (*seen, path.resolve())), raw)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class _Parser:

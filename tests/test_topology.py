@@ -152,3 +152,28 @@ def test_cli_with_bad_topology_says_one_line_and_creates_nothing(tmp_path):
                                         f"(roles: controller, compute, outside)"]
     assert not state_dir.exists()
     assert hostnet.list_namespaces("fb") == before
+
+
+def test_variant_merges_over_its_base():
+    variant = load(REPO / "topologies" / "no-same-net.toml")
+    default = load(DEFAULT_TOPOLOGY)
+    assert variant.name == "flatdhcp-no-same-net"
+    assert variant.nova["allow_same_net_traffic"] is False
+    assert variant.nova["dhcp_lease_time"] == default.nova["dhcp_lease_time"]
+    assert variant.nodes == default.nodes and variant.flat == default.flat
+    assert variant.digest != default.digest
+
+
+def test_variant_errors_name_the_merged_field(tmp_path):
+    (tmp_path / "base.toml").write_text(GOOD)
+    variant = tmp_path / "variant.toml"
+    variant.write_text('base = "base.toml"\n[networks.flat]\nbridge = "a-bridge-name-too-long"\n')
+    with pytest.raises(TopologyError, match=r"networks.flat.bridge: 'a-bridge-name-too-long' is not a valid"):
+        load(variant)
+
+
+def test_variant_including_itself_is_refused(tmp_path):
+    loop = tmp_path / "loop.toml"
+    loop.write_text('base = "loop.toml"\n')
+    with pytest.raises(TopologyError, match=r"base: loop.toml includes itself"):
+        load(loop)
