@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 STACK = Path("/opt/flatbed/stack")
@@ -132,10 +133,22 @@ def install_stack() -> bool:
     return changed
 
 
-def restart(unit: str, changed: bool) -> None:
+def restart(unit: str, changed: bool) -> bool:
+    """Enable ``unit``; (re)start it when its inputs changed or it is not running. True if it was."""
     sh("systemctl", "enable", "--quiet", unit)
     if changed or sh("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0:
         sh("systemctl", "restart", unit)
+        return True
+    return False
+
+
+def wait_for_chain(chain: str, timeout: float = 60.0) -> None:
+    """Wait until a nova binary has applied its iptables rules (its wrapped INPUT chain exists)."""
+    deadline = time.monotonic() + timeout
+    while sh("iptables", "-t", "filter", "-S", chain, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[provision] iptables chain {chain} did not appear within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def controller(cfg: dict, changed: bool) -> None:
@@ -151,7 +164,27 @@ def controller(cfg: dict, changed: bool) -> None:
     # Only computes run libvirt; the controller's would add virbr0-free but needless daemons.
     sh("systemctl", "disable", "--now", "--quiet", "libvirtd.service", "libvirtd.socket",
        "libvirtd-ro.socket", "libvirtd-admin.socket", check=False)
-    restart("nova-network.service", changed)
+    # Essex's iptables manager puts the jumps of the binary that applied last *first* in the
+    # shared chains; the document lists nova-network's before nova-api's, so nova-api (when
+    # installed) applies first and nova-network is (re)started after it.
+    api_restarted = False
+    if (UNITS / "nova-api.service").exists():
+        api_restarted = restart("nova-api.service", changed)
+        wait_for_chain("nova-api-INPUT")
+    # Type=notify: this returns once br100, iptables and dnsmasq are set up.
+    restart("nova-network.service", changed or api_restarted or not nova_network_applied_last())
+    if not nova_network_applied_last():
+        # nova-api applied once more after nova-network (a late start-up): apply again, once.
+        restart("nova-network.service", True)
+        if not nova_network_applied_last():
+            raise SystemExit("[provision] nova-api keeps re-applying its iptables rules after nova-network")
+
+
+def nova_network_applied_last() -> bool:
+    """True when INPUT jumps to nova-network's chain before any other nova binary's."""
+    rules = sh("iptables", "-t", "filter", "-S", "INPUT", check=False).stdout.splitlines()
+    jumps = [rule for rule in rules if rule.startswith("-A INPUT -j nova-")]
+    return bool(jumps) and jumps[0] == "-A INPUT -j nova-network-INPUT"
 
 
 def compute(cfg: dict, changed: bool) -> None:

@@ -339,6 +339,19 @@ class Database:
         """Return the address to the pool (Essex: instance_id = NULL)."""
         self.fixed_ip_update(address, instance_id=None, virtual_interface_id=None)
 
+    def fixed_ip_disassociate_all_by_timeout(self, host: str, cutoff: str) -> int:
+        """Return to the pool the deallocated, unleased addresses untouched since ``cutoff``.
+
+        Essex's periodic ``_disassociate_stale_fixed_ips``: only networks of ``host``; returns
+        how many addresses went back.
+        """
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE fixed_ips SET instance_id = NULL, virtual_interface_id = NULL, updated_at = ? "
+                "WHERE allocated = 0 AND leased = 0 AND instance_id IS NOT NULL AND updated_at < ? "
+                "AND network_id IN (SELECT id FROM networks WHERE host = ?)", (utcnow(), cutoff, host))
+            return cursor.rowcount
+
     def fixed_ip_get_by_address(self, address: str) -> FixedIp:
         rows = self._query(_FIXED_IP_SELECT + " WHERE f.address = ?", (address,))
         if not rows:
