@@ -10,6 +10,7 @@ base image's tools are used. Every step is idempotent: running it twice changes 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -157,9 +158,12 @@ def controller(cfg: dict, changed: bool) -> None:
     if flat["cidr"] not in existing.split():
         # Bound to the controller at creation (Essex bound a network at its first allocation);
         # the document's controller shows br100 and dnsmasq before any guest.
+        # --network_size: the whole flat range is one network (nova-manage would cut a larger
+        # range down to the first --network_size=256 addresses, as Essex's did).
         sh("nova-manage", "network", "create", f"--label={flat['label']}", f"--fixed_range_v4={flat['cidr']}",
            f"--bridge={flat['bridge']}", f"--bridge_interface={flat['interface']}",
-           f"--host={cfg['node']['name']}")
+           f"--host={cfg['node']['name']}",
+           f"--network_size={ipaddress.ip_network(flat['cidr']).num_addresses}")
         changed = True
     # Only computes run libvirt; the controller's would add virbr0-free but needless daemons.
     sh("systemctl", "disable", "--now", "--quiet", "libvirtd.service", "libvirtd.socket",
