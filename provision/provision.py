@@ -191,7 +191,20 @@ def nova_network_applied_last() -> bool:
     return bool(jumps) and jumps[0] == "-A INPUT -j nova-network-INPUT"
 
 
+def bridge_netfilter() -> None:
+    """Bridged guest traffic must traverse FORWARD (nova-compute's instance chains): br_netfilter.
+
+    Built into the container host's kernel (and on in every new namespace); a module in VMs.
+    """
+    knob = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    if not knob.exists():
+        sh("modprobe", "br_netfilter")
+    if knob.read_text().strip() != "1":
+        knob.write_text("1\n")
+
+
 def compute(cfg: dict, changed: bool) -> None:
+    bridge_netfilter()
     restart("libvirtd.service", False)
     restart("nova-compute.service", changed)
 

@@ -110,3 +110,17 @@ def test_document_listing_on_the_kernel(netns: str, tmp_path: Path, monkeypatch:
     assert_listing(expect.controller_nat(topo, flipped), listing("nat"), "nat after restarting nova-api")
     assert (Path(ctl.conf.lock_path) / "nova-iptables.lock").exists()
 
+
+
+def test_document_compute_listing_on_the_kernel(netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nova-compute's lazy bridge + firewall for instance 9: the document's §2.5 listing."""
+    from test_stack_firewall import DOCUMENT_COMPUTE_LINES, MAC9, Compute, network
+
+    compute = Compute(monkeypatch, tmp_path)
+    compute.manager.execute = in_ns(netns)
+    compute.boot(9, network("10.0.0.2", MAC9))
+    listing = sh("ip", "netns", "exec", netns, "iptables", "-t", "filter", "-S")
+    assert_listing(DOCUMENT_COMPUTE_LINES, listing, "compute iptables -S (kernel)")
+    compute.driver.unfilter_instance({"id": 9})
+    listing = sh("ip", "netns", "exec", netns, "iptables", "-t", "filter", "-S")
+    assert "inst-9" not in listing and "-A nova-compute-sg-fallback -j DROP" in listing

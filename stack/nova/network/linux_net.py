@@ -53,12 +53,23 @@ class IptablesManager(Protocol):
 
 
 class RecordedTable:
-    """Keeps ``(chain, rule)`` pairs in the order they were first added."""
+    """Keeps ``(chain, rule)`` pairs in the order they were first added, and the chain names."""
 
     def __init__(self) -> None:
         self.rules: list[tuple[str, str]] = []
+        self.chains: set[str] = set()
 
-    def add_rule(self, chain: str, rule: str) -> None:
+    def add_chain(self, name: str, wrap: bool = True) -> None:
+        self.chains.add(name)
+
+    def remove_chain(self, name: str, wrap: bool = True) -> None:
+        self.chains.discard(name)
+        self.rules = [(c, r) for c, r in self.rules if c != name and not r.endswith(f"-j ${name}")]
+
+    def empty_chain(self, name: str, wrap: bool = True) -> None:
+        self.rules = [(c, r) for c, r in self.rules if c != name]
+
+    def add_rule(self, chain: str, rule: str, wrap: bool = True, top: bool = False) -> None:
         if (chain, rule) not in self.rules:
             self.rules.append((chain, rule))
 
