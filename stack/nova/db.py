@@ -90,6 +90,33 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (host, topic)
     );
     """,
+    # 3 — security groups (nova-compute's IptablesFirewallDriver): Essex's three tables, and the
+    # `default` group every instance belongs to.
+    """
+    CREATE TABLE IF NOT EXISTS security_groups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS security_group_rules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent_group_id INTEGER NOT NULL REFERENCES security_groups(id),
+        protocol TEXT,
+        from_port INTEGER,
+        to_port INTEGER,
+        cidr TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS security_group_instance_association (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        security_group_id INTEGER NOT NULL REFERENCES security_groups(id),
+        instance_id INTEGER NOT NULL REFERENCES instances(id),
+        created_at TEXT NOT NULL
+    );
+    INSERT OR IGNORE INTO security_groups (name, description, created_at)
+        VALUES ('default', 'default', strftime('%Y-%m-%d %H:%M:%S', 'now'));
+    """,
 )
 
 
