@@ -10,11 +10,13 @@ base image's tools are used. Every step is idempotent: running it twice changes 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 STACK = Path("/opt/flatbed/stack")
@@ -132,10 +134,22 @@ def install_stack() -> bool:
     return changed
 
 
-def restart(unit: str, changed: bool) -> None:
+def restart(unit: str, changed: bool) -> bool:
+    """Enable ``unit``; (re)start it when its inputs changed or it is not running. True if it was."""
     sh("systemctl", "enable", "--quiet", unit)
     if changed or sh("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0:
         sh("systemctl", "restart", unit)
+        return True
+    return False
+
+
+def wait_for_chain(chain: str, timeout: float = 60.0) -> None:
+    """Wait until a nova binary has applied its iptables rules (its wrapped INPUT chain exists)."""
+    deadline = time.monotonic() + timeout
+    while sh("iptables", "-t", "filter", "-S", chain, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[provision] iptables chain {chain} did not appear within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def controller(cfg: dict, changed: bool) -> None:
@@ -144,17 +158,53 @@ def controller(cfg: dict, changed: bool) -> None:
     if flat["cidr"] not in existing.split():
         # Bound to the controller at creation (Essex bound a network at its first allocation);
         # the document's controller shows br100 and dnsmasq before any guest.
+        # --network_size: the whole flat range is one network (nova-manage would cut a larger
+        # range down to the first --network_size=256 addresses, as Essex's did).
         sh("nova-manage", "network", "create", f"--label={flat['label']}", f"--fixed_range_v4={flat['cidr']}",
            f"--bridge={flat['bridge']}", f"--bridge_interface={flat['interface']}",
-           f"--host={cfg['node']['name']}")
+           f"--host={cfg['node']['name']}",
+           f"--network_size={ipaddress.ip_network(flat['cidr']).num_addresses}")
         changed = True
     # Only computes run libvirt; the controller's would add virbr0-free but needless daemons.
     sh("systemctl", "disable", "--now", "--quiet", "libvirtd.service", "libvirtd.socket",
        "libvirtd-ro.socket", "libvirtd-admin.socket", check=False)
-    restart("nova-network.service", changed)
+    # Essex's iptables manager puts the jumps of the binary that applied last *first* in the
+    # shared chains; the document lists nova-network's before nova-api's, so nova-api (when
+    # installed) applies first and nova-network is (re)started after it.
+    api_restarted = False
+    if (UNITS / "nova-api.service").exists():
+        api_restarted = restart("nova-api.service", changed)
+        wait_for_chain("nova-api-INPUT")
+    # Type=notify: this returns once br100, iptables and dnsmasq are set up.
+    restart("nova-network.service", changed or api_restarted or not nova_network_applied_last())
+    if not nova_network_applied_last():
+        # nova-api applied once more after nova-network (a late start-up): apply again, once.
+        restart("nova-network.service", True)
+        if not nova_network_applied_last():
+            raise SystemExit("[provision] nova-api keeps re-applying its iptables rules after nova-network")
+
+
+def nova_network_applied_last() -> bool:
+    """True when INPUT jumps to nova-network's chain before any other nova binary's."""
+    rules = sh("iptables", "-t", "filter", "-S", "INPUT", check=False).stdout.splitlines()
+    jumps = [rule for rule in rules if rule.startswith("-A INPUT -j nova-")]
+    return bool(jumps) and jumps[0] == "-A INPUT -j nova-network-INPUT"
+
+
+def bridge_netfilter() -> None:
+    """Bridged guest traffic must traverse FORWARD (nova-compute's instance chains): br_netfilter.
+
+    Built into the container host's kernel (and on in every new namespace); a module in VMs.
+    """
+    knob = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    if not knob.exists():
+        sh("modprobe", "br_netfilter")
+    if knob.read_text().strip() != "1":
+        knob.write_text("1\n")
 
 
 def compute(cfg: dict, changed: bool) -> None:
+    bridge_netfilter()
     restart("libvirtd.service", False)
     restart("nova-compute.service", changed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -114,15 +115,38 @@ def test_pool_exhaustion_skips_reserved(tmp_path: Path) -> None:
     assert mgr.db.fixed_ip_get_by_instance(20) == []
 
 
-def test_never_leased_ip_returns_to_pool_at_once(tmp_path: Path) -> None:
+def test_never_leased_ip_waits_for_the_periodic_task(tmp_path: Path) -> None:
+    """No lease, so no dnsmasq `del`: Essex freed the address only after fixed_ip_disassociate_timeout."""
     mgr, driver = make(tmp_path)
     document_network(mgr)
     mgr.allocate_for_instance(9, "cirros")
     assert mgr.deallocate_for_instance(9) == ["10.0.0.2"]
     assert driver.hostsfile == ""
-    assert mgr.db.fixed_ip_get_by_address("10.0.0.2").instance_id is None
     assert "release_dhcp" not in [c[0] for c in driver.calls]  # force_dhcp_release is off
-    assert mgr.allocate_for_instance(10, "next")["address"] == "10.0.0.2"
+    row = mgr.db.fixed_ip_get_by_address("10.0.0.2")
+    assert (row.allocated, row.leased, row.instance_id) == (False, False, 9)
+    assert mgr.allocate_for_instance(10, "next")["address"] == "10.0.0.3"
+    now = datetime.now(UTC)
+    assert mgr.disassociate_stale_fixed_ips(now + timedelta(seconds=599)) == 0
+    assert mgr.disassociate_stale_fixed_ips(now + timedelta(seconds=601)) == 1
+    assert mgr.db.fixed_ip_get_by_address("10.0.0.2").instance_id is None
+    assert mgr.db.fixed_ip_get_by_address("10.0.0.3").instance_id == 10  # allocated: untouched
+    assert mgr.allocate_for_instance(11, "third")["address"] == "10.0.0.2"
+
+
+def test_periodic_task_spares_leased_and_other_hosts(tmp_path: Path) -> None:
+    mgr, _ = make(tmp_path, "--fixed_ip_disassociate_timeout=0\n")
+    document_network(mgr)
+    mgr.create_network("other", "10.9.0.0/24", "br9", "eth9", "network-2")
+    mgr.allocate_for_instance(9, "cirros")
+    mgr.lease_fixed_ip("10.0.0.2")
+    mgr.deallocate_for_instance(9)  # leased: waits for dnsmasq's `del` (lease expiry without force)
+    with mgr.db.transaction() as conn:  # an address of another host's network, stale as can be
+        conn.execute("UPDATE fixed_ips SET instance_id = 9, updated_at = '2000-01-01 00:00:00' "
+                     "WHERE address = '10.9.0.2'")
+    assert mgr.disassociate_stale_fixed_ips(datetime.now(UTC) + timedelta(days=1)) == 0
+    assert mgr.db.fixed_ip_get_by_address("10.0.0.2").instance_id == 9
+    assert mgr.db.fixed_ip_get_by_address("10.9.0.2").instance_id == 9
 
 
 def test_leased_ip_waits_for_dnsmasq_del(tmp_path: Path) -> None:

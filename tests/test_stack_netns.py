@@ -23,13 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_stack_iptables import DOCUMENT_FILTER, DOCUMENT_NAT
 from test_stack_linux_net import DOCUMENT_DNSMASQ
+
+from fixtures import expect
+from fixtures.compare import assert_listing
 
 STACK = Path(__file__).resolve().parents[1] / "stack"
 BIN = STACK / "bin"
 PYTHON = "/usr/bin/python3"  # Debian's, as on the nodes
 
-TOOLS = ("ip", "brctl", "dnsmasq", "dhcp_release", "busybox")
+TOOLS = ("ip", "brctl", "dnsmasq", "dhcp_release", "busybox", "iptables")
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or any(shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin") is None for t in TOOLS)
     or not os.path.exists(PYTHON),
@@ -134,7 +138,7 @@ def controller() -> Iterator[Controller]:
         "--public_interface=eth1\n--fixed_range=10.0.0.0/24\n--flat_interface=eth2\n--flat_network_bridge=br100\n"
         "--network_manager=nova.network.manager.FlatDHCPManager\n"
         "# provisioning's per-node lines; paths moved into the test's directory\n"
-        f"--my_ip=192.168.56.200\n--host=controller-1\n--state_path={root}/state\n"
+        f"--my_ip=192.168.56.200\n--host=controller-1\n--state_path={root}/state\n--lock_path={root}/lock\n"
         f"--dhcpbridge={BIN}/nova-dhcpbridge\n--dhcpbridge_flagfile={ctl.flagfile}\n--verbose\n")
     try:
         sh("ip", "netns", "add", ctl.ns)
@@ -220,6 +224,13 @@ def test_flatdhcp_controller(controller: Controller) -> None:
     hostsfile = ctl.networks / "nova-br100.conf"
     assert hostsfile.read_text() == "" and hostsfile.stat().st_mode & 0o777 == 0o644
 
+    # iptables: the document's listings without nova-api (not run here), from the real binary.
+    filter_rules, nat_rules = ctl.in_ns("iptables", "-t", "filter", "-S").stdout, ctl.in_ns(
+        "iptables", "-t", "nat", "-S").stdout
+    assert_listing(expect.only(DOCUMENT_FILTER.splitlines(), ("nova-network",)), filter_rules, "filter")
+    assert_listing(expect.only(DOCUMENT_NAT.splitlines(), ("nova-network",)), nat_rules, "nat")
+    assert (ctl.root / "lock" / "nova-iptables.lock").exists()
+
     # allocate over RPC: the hostsfile gets the line and dnsmasq is HUPed, not restarted.
     started = time.monotonic()
     vif = ctl.rpc("allocate_for_instance", instance_id=9, hostname="cirros")
@@ -250,6 +261,9 @@ def test_flatdhcp_controller(controller: Controller) -> None:
     ctl.stop_nova_network()
     ctl.timings["nova-network restart → serving RPC (s)"] = ctl.start_nova_network()
     assert ctl.pidfile_pid() == nobody["pid"] and len(dnsmasq_processes(ctl.networks)) == 2
+    # An allocation and a restart later, iptables is unchanged.
+    assert ctl.in_ns("iptables", "-t", "filter", "-S").stdout == filter_rules
+    assert ctl.in_ns("iptables", "-t", "nat", "-S").stdout == nat_rules
 
     # Deallocation: out of the hostsfile, still associated until dnsmasq's `del` (dhcp_release).
     assert ctl.rpc("deallocate_for_instance", instance_id=9) == ["10.0.0.2"]

@@ -90,6 +90,33 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (host, topic)
     );
     """,
+    # 3 — security groups (nova-compute's IptablesFirewallDriver): Essex's three tables, and the
+    # `default` group every instance belongs to.
+    """
+    CREATE TABLE IF NOT EXISTS security_groups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS security_group_rules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent_group_id INTEGER NOT NULL REFERENCES security_groups(id),
+        protocol TEXT,
+        from_port INTEGER,
+        to_port INTEGER,
+        cidr TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS security_group_instance_association (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        security_group_id INTEGER NOT NULL REFERENCES security_groups(id),
+        instance_id INTEGER NOT NULL REFERENCES instances(id),
+        created_at TEXT NOT NULL
+    );
+    INSERT OR IGNORE INTO security_groups (name, description, created_at)
+        VALUES ('default', 'default', strftime('%Y-%m-%d %H:%M:%S', 'now'));
+    """,
 )
 
 
@@ -338,6 +365,19 @@ class Database:
     def fixed_ip_disassociate(self, address: str) -> None:
         """Return the address to the pool (Essex: instance_id = NULL)."""
         self.fixed_ip_update(address, instance_id=None, virtual_interface_id=None)
+
+    def fixed_ip_disassociate_all_by_timeout(self, host: str, cutoff: str) -> int:
+        """Return to the pool the deallocated, unleased addresses untouched since ``cutoff``.
+
+        Essex's periodic ``_disassociate_stale_fixed_ips``: only networks of ``host``; returns
+        how many addresses went back.
+        """
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE fixed_ips SET instance_id = NULL, virtual_interface_id = NULL, updated_at = ? "
+                "WHERE allocated = 0 AND leased = 0 AND instance_id IS NOT NULL AND updated_at < ? "
+                "AND network_id IN (SELECT id FROM networks WHERE host = ?)", (utcnow(), cutoff, host))
+            return cursor.rowcount
 
     def fixed_ip_get_by_address(self, address: str) -> FixedIp:
         rows = self._query(_FIXED_IP_SELECT + " WHERE f.address = ?", (address,))

@@ -48,6 +48,8 @@ class Flags:
     metadata_host: str = _flag("$my_ip", "address of the metadata API (the DNAT target)")
     metadata_port: int = _flag(8775, "port of the metadata API")
     instances_path: str = _flag("$state_path/instances", "where instance directories live")
+    # Essex's default was the source tree; packages (and flatbed) use /var/lock/nova.
+    lock_path: str = _flag("/var/lock/nova", "directory of the lock files nova binaries share (iptables)")
     first_instance_id: int = _flag(9, "flatbed: id of the first instance row (instance-00000009)")
     # nova/network/manager.py
     fixed_range: str = _flag("10.0.0.0/8", "fixed IP block the NAT rules use")
@@ -57,6 +59,9 @@ class Flags:
     dhcp_domain: str = _flag("novalocal", "domain of the instances' DHCP hostnames")
     force_dhcp_release: bool = _flag(False, "run dhcp_release when an instance's IP is deallocated")
     create_unique_mac_address_attempts: int = _flag(5, "attempts to find an unused MAC")
+    fixed_ip_disassociate_timeout: int = _flag(600, "seconds a deallocated, unleased IP waits before reuse")
+    # nova/flags.py: how often a service runs its periodic tasks.
+    periodic_interval: int = _flag(60, "seconds between periodic tasks")
     # nova/network/linux_net.py
     public_interface: str = _flag("eth0", "interface for public (SNAT) traffic")
     routing_source_ip: str = _flag("$my_ip", "SNAT source address of the network host")

@@ -17,6 +17,7 @@ from types import FrameType
 
 from nova import flags, log, rpc
 from nova.compute.manager import ComputeManager
+from nova.network import linux_net
 from nova.rpc import RpcServer
 from nova.virt.libvirt.connection import probe_virt_type
 
@@ -57,10 +58,17 @@ def main(argv: list[str]) -> int:
         return 1
     log.setup("nova-compute", conf)
     if not conf.libvirt_type:
-        conf = dataclasses.replace(conf, libvirt_type=probe_virt_type())
+        conf = dataclasses.replace(conf, libvirt_type=probe_virt_type(conf.instances_path))
     LOG.info("Starting compute node (version 2012.1, flatbed) on host %s, libvirt_type=%s",
              conf.host, conf.libvirt_type)
+    # Chains named after this binary (nova-compute); nothing is applied before the first instance.
+    linux_net.setup_iptables(conf)
     manager = ComputeManager(conf)
+    try:
+        manager.init_host()
+    except Exception as exc:  # libvirt down, iptables broken: say so and let systemd retry
+        LOG.error("cannot set up the host: %s", exc)
+        return 1
     try:
         server = RpcServer(conf.my_ip, conf.compute_rpc_port, manager.rpc_methods())
     except OSError as exc:

@@ -12,10 +12,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 
-from nova import flags, log
+from nova import flags, log, systemd
 from nova.db import Database, DBError
+from nova.network import linux_net
+from nova.network.iptables import IptablesError
 from nova.network.linux_net import LinuxNetError
 from nova.network.manager import FlatDHCPManager
 from nova.rpc import RpcServer
@@ -28,6 +31,18 @@ USAGE = "usage: nova-network [--flagfile=PATH]"
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(f"caught {signal.Signals(signum).name}")
+
+
+def _start_periodic_tasks(manager: FlatDHCPManager, interval: int) -> None:
+    """Essex's service loop: the manager's periodic tasks every ``interval`` s, the first after one."""
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                manager.periodic_tasks()
+            except Exception:  # a failing task is logged and retried next round, as Essex did
+                LOG.exception("Error during periodic tasks")
+    stop = threading.Event()
+    threading.Thread(target=loop, name="periodic", daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
@@ -48,6 +63,8 @@ def main(argv: list[str]) -> int:
     LOG.info("Starting network node (version 2012.1, flatbed) on host %s", conf.host)
     try:
         os.makedirs(conf.state_path, exist_ok=True)
+        # Chains named after this binary (nova-network), as Essex's module-level manager.
+        linux_net.setup_iptables(conf)
         manager = FlatDHCPManager(conf, Database(conf.sqlite_path))
         # Bound before init_host: dnsmasq's first `nova-dhcpbridge add` may come during set-up and
         # then waits in the listen backlog instead of being refused.
@@ -60,9 +77,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         manager.init_host()
+        _start_periodic_tasks(manager, conf.periodic_interval)
         LOG.info("Serving network RPC on %s:%d", conf.my_ip, server.port)
+        systemd.notify()  # Type=notify: `systemctl start` returns once the host is set up
         server.serve_forever()
-    except (LinuxNetError, DBError, OSError) as exc:
+    except (LinuxNetError, IptablesError, DBError, OSError) as exc:
         LOG.error("%s", exc)
         return 1
     except (SystemExit, KeyboardInterrupt) as exc:

@@ -2,6 +2,7 @@
 
     nova boot --image cirros --flavor 1 [--availability-zone nova:HOST] NAME
     nova list | show SERVER | delete SERVER | console-log SERVER | image-list | flavor-list
+    nova secgroup-list | secgroup-list-rules | secgroup-add-rule | secgroup-delete-rule (nova/cmd/secgroup.py)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 
 from nova import flags
+from nova.cmd import secgroup
 from nova.compute.api import FLAVORS, ApiError, ComputeAPI, Instance
 from nova.db import Database
 from nova.rpc import RemoteError
@@ -64,6 +66,7 @@ def main(argv: list[str]) -> int:
         sub.add_parser(verb, help=text).add_argument("server")
     sub.add_parser("image-list", help="Print a list of available images to boot from.")
     sub.add_parser("flavor-list", help="Print a list of available 'flavors' (sizes of servers).")
+    secgroup.add_parsers(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -71,6 +74,8 @@ def main(argv: list[str]) -> int:
     except flags.FlagError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
+    if args.cmd.startswith("secgroup-"):
+        return secgroup.run(args, conf, table)
     api = ComputeAPI(conf, Database(conf.sqlite_path))
     try:
         if args.cmd == "boot":

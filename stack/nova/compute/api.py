@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nova import rpc
+from nova.compute.security_groups import SecurityGroups
 from nova.db import Database, utcnow
 from nova.flags import Flags
 
@@ -154,10 +155,13 @@ class ComputeAPI:
         try:
             network = rpc.call(self.flags.network_host, self.flags.network_rpc_port, "allocate_for_instance",
                                instance_id=instance.id, hostname=hostname)
+            # Security groups: the instance is in `default`; its rules go with it (no DB on computes).
+            groups = SecurityGroups(self.db)
+            groups.add_instance(instance.id)
             spec = {"name": instance.name, "uuid": instance.uuid, "memory_mb": memory_mb, "vcpus": vcpus,
-                    "hostname": hostname}
+                    "hostname": hostname, "id": instance.id, "security_groups": groups.groups_of(instance.id)}
             rpc.call(target["address"], target["port"], "run_instance", instance=spec, network=network,
-                     image=image_hash, timeout=300)
+                     image=image_hash, rules=groups.rules_for_instance(instance.id), timeout=300)
         except rpc.RemoteError as e:
             self._set(instance.id, vm_state="ERROR", fault=e.message)
             return self.get(str(instance.id))

@@ -1,9 +1,11 @@
 """nova-compute's manager: run and terminate instances on this node.
 
 Essex's ComputeManager.run_instance: plug the VIF (the lazy bridge: ``LibvirtBridgeDriver.plug``
-creates br100 on the flat interface, without an IP, when the first instance arrives), then
-spawn through the libvirt driver. The caller (the compute API on the controller) passes the
-instance and its network info, since this node has no database of its own.
+creates br100 on the flat interface, without an IP, when the first instance arrives, with
+``nova-compute-FORWARD -i/-o br100 -j ACCEPT``), then spawn through the libvirt driver, which
+filters the instance first (nwfilter + iptables chains, ``nova/virt/libvirt/firewall.py``).
+The caller (the compute API on the controller) passes the instance, its network info and its
+security-group rules, since this node has no database of its own.
 """
 
 from __future__ import annotations
@@ -28,8 +30,16 @@ class ComputeError(Exception):
 class ComputeManager:
     def __init__(self, flags: Flags, driver: LibvirtDriver | None = None):
         self.flags = flags
-        self.driver = driver or LibvirtDriver(flags.instances_path, flags.libvirt_type)
+        self.driver = driver or LibvirtDriver(flags.instances_path, flags.libvirt_type, flags.allow_same_net_traffic)
         self._lock = threading.Lock()
+
+    def init_host(self) -> list[str]:
+        """After a (re)start: the firewall of the instances still running here (Essex init_host)."""
+        with self._lock:
+            names = self.driver.refilter_running_instances(self._plug)
+            if names:
+                LOG.info("Re-applied the firewall of running instances %s", ", ".join(names))
+            return names
 
     def _plug(self, network: dict[str, Any]) -> None:
         # FlatDHCP, single-host: the compute's bridge has no IP (no net_attrs), gateway=True.
@@ -39,8 +49,13 @@ class ComputeManager:
     def image_dir(self, image_hash: str) -> Path:
         return Path(self.flags.instances_path) / IMAGE_CACHE / image_hash
 
-    def run_instance(self, instance: dict[str, Any], network: dict[str, Any], image: str) -> dict[str, Any]:
-        """Plug, define and start the domain; returns the power state."""
+    def run_instance(self, instance: dict[str, Any], network: dict[str, Any], image: str,
+                     rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Plug, filter, define and start the domain; returns the power state.
+
+        ``rules`` are the security-group rules of the instance's groups (``instance``'s
+        ``security_groups``, default ``["default"]``), as the compute API read them.
+        """
         with self._lock:
             image_dir = self.image_dir(image)
             if not (image_dir / "image.json").exists():
@@ -48,7 +63,7 @@ class ComputeManager:
             LOG.info("Starting instance %s (%s) on %s", instance["name"], network["address"], network["bridge"])
             try:
                 self._plug(network)
-                self.driver.spawn(instance, network, str(image_dir))
+                self.driver.spawn(instance, network, str(image_dir), rules or [])
             except Exception as e:  # any failure is the instance's fault, reported to the API
                 LOG.exception("Instance %s failed to spawn", instance["name"])
                 raise ComputeError(f"{type(e).__name__}: {e}") from None
@@ -60,6 +75,11 @@ class ComputeManager:
             self.driver.destroy(name)
             return {"running": False}
 
+    def refresh_security_group_rules(self, group: str, rules: list[dict[str, Any]]) -> list[int]:
+        """A rule of ``group`` changed: rebuild the chains of its instances on this node."""
+        with self._lock:
+            return self.driver.refresh_security_group_rules(group, rules)
+
     def get_console_output(self, name: str) -> str:
         return self.driver.get_console_output(name)
 
@@ -68,4 +88,5 @@ class ComputeManager:
 
     def rpc_methods(self) -> dict[str, Any]:
         return {"run_instance": self.run_instance, "terminate_instance": self.terminate_instance,
-                "get_console_output": self.get_console_output, "instance_state": self.instance_state}
+                "get_console_output": self.get_console_output, "instance_state": self.instance_state,
+                "refresh_security_group_rules": self.refresh_security_group_rules}

@@ -5,12 +5,12 @@ as root, in the same order. They take the flags and the network row as arguments
 Essex's global FLAGS and DB, so the pure parts (``dnsmasq_cmd``, ``host_dhcp``, ``host_lease``)
 can be checked without a host.
 
-Firewall seam: Essex added iptables rules from inside these functions (FORWARD in
-``ensure_bridge``, INPUT 67/53 after starting dnsmasq, NAT in ``init_host``/``metadata_forward``)
-through the module-level ``iptables_manager``. Here the same calls go to ``iptables_manager``,
-which by default only records the rules (``RecordingIptablesManager``). The real IptablesManager
-slots in by assignment (``linux_net.iptables_manager = manager``) before ``init_host()``; it needs
-``ipv4[table].add_rule(chain, rule)`` and ``apply()``, the Essex interface.
+Firewall: Essex added iptables rules from inside these functions (FORWARD in ``ensure_bridge``,
+INPUT 67/53 after starting dnsmasq, NAT in ``init_host``/``metadata_forward``, nova-api's INPUT
+in ``metadata_accept``) through the module-level ``iptables_manager``. A binary makes that the
+real manager of ``nova.network.iptables`` for its own chains with ``setup_iptables(flags)``
+before its first rule (nova-network, nova-api and nova-compute do); until then, as in unit
+tests, it is a ``RecordingIptablesManager`` that only records the rules.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Protocol
 
 from nova.db import FixedIp, Network, to_epoch
 from nova.flags import Flags
+from nova.network.iptables import IptablesManager as RealIptablesManager
+from nova.network.iptables import binary_name
 
 LOG = logging.getLogger("nova.linux_net")
 
@@ -51,12 +53,23 @@ class IptablesManager(Protocol):
 
 
 class RecordedTable:
-    """Keeps ``(chain, rule)`` pairs in the order they were first added."""
+    """Keeps ``(chain, rule)`` pairs in the order they were first added, and the chain names."""
 
     def __init__(self) -> None:
         self.rules: list[tuple[str, str]] = []
+        self.chains: set[str] = set()
 
-    def add_rule(self, chain: str, rule: str) -> None:
+    def add_chain(self, name: str, wrap: bool = True) -> None:
+        self.chains.add(name)
+
+    def remove_chain(self, name: str, wrap: bool = True) -> None:
+        self.chains.discard(name)
+        self.rules = [(c, r) for c, r in self.rules if c != name and not r.endswith(f"-j ${name}")]
+
+    def empty_chain(self, name: str, wrap: bool = True) -> None:
+        self.rules = [(c, r) for c, r in self.rules if c != name]
+
+    def add_rule(self, chain: str, rule: str, wrap: bool = True, top: bool = False) -> None:
         if (chain, rule) not in self.rules:
             self.rules.append((chain, rule))
 
@@ -73,6 +86,18 @@ class RecordingIptablesManager:
 
 
 iptables_manager: IptablesManager = RecordingIptablesManager()
+
+
+def setup_iptables(flags: Flags, binary: str | None = None) -> RealIptablesManager:
+    """Make ``iptables_manager`` the real one for this binary (``argv[0]``'s name) and return it.
+
+    Essex built it when linux_net was imported; here each binary calls this in its ``main``, so
+    that importing the module (tests, nova-manage) never touches the host's iptables.
+    """
+    global iptables_manager
+    manager = RealIptablesManager(binary or binary_name(), lock_path=flags.lock_path)
+    iptables_manager = manager
+    return manager
 
 
 def init_host(flags: Flags) -> None:
@@ -92,6 +117,16 @@ def metadata_forward(flags: Flags) -> None:
     iptables_manager.ipv4["nat"].add_rule(
         "PREROUTING", f"-s 0.0.0.0/0 -d {METADATA_IP}/32 -p tcp -m tcp --dport 80 -j DNAT"
         f" --to-destination {flags.metadata_host}:{flags.metadata_port}")
+    iptables_manager.apply()
+
+
+def metadata_accept(flags: Flags) -> None:
+    """Essex ``metadata_accept`` (nova-api's MetadataManager.init_host): INPUT accept of the API.
+
+    It lands in the wrapped INPUT of the calling binary: ``nova-api-INPUT`` on the controller.
+    """
+    iptables_manager.ipv4["filter"].add_rule(
+        "INPUT", f"-s 0.0.0.0/0 -d {flags.metadata_host} -p tcp -m tcp --dport {flags.metadata_port} -j ACCEPT")
     iptables_manager.apply()
 
 
@@ -332,7 +367,7 @@ def restart_dhcp(flags: Flags, network: Network) -> None:
 
     A HUP only re-reads the hostsfile, so it is sent only when the pid file names a process whose
     command line carries this network's hostsfile; anything else (no file, dead or reused pid)
-    launches a new dnsmasq.
+    launches a new dnsmasq. Either way the INPUT accept rules of DHCP/DNS are (re)applied.
     """
     dev = network.bridge
     with _dnsmasq_lock:
@@ -343,6 +378,10 @@ def restart_dhcp(flags: Flags, network: Network) -> None:
                 try:
                     os.kill(pid, signal.SIGHUP)
                     LOG.debug("HUPed dnsmasq %d for %s", pid, dev)
+                    # Essex returned here, so a nova-network restarted beside its running dnsmasq
+                    # applied a ruleset without INPUT 67/53 and the rules vanished; Grizzly re-adds
+                    # them on HUP, and so do we: a restart must not change the document's listing.
+                    _add_dnsmasq_accept_rules(dev)
                     return
                 except OSError as exc:
                     LOG.debug("Hupping dnsmasq threw %s", exc)

@@ -15,6 +15,7 @@ import math
 import random
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -197,9 +198,10 @@ class FlatDHCPManager:
     def _deallocate_fixed_ip(self, fixed_ip: FixedIp) -> None:
         """allocated=False, rewrite the hostsfile (HUP), dhcp_release with force_dhcp_release.
 
-        The address stays associated until dnsmasq's ``del`` reaches release_fixed_ip. An address
-        that was never leased gets no ``del``, so it goes back to the pool at once (Essex left it
-        to the periodic fixed_ip_disassociate_timeout task).
+        As Essex, the address stays associated (out of the pool) until dnsmasq's ``del`` reaches
+        release_fixed_ip — at once with force_dhcp_release, at lease expiry otherwise — or, for an
+        address nobody leased (no ``del`` will come), until the periodic task finds it older than
+        ``fixed_ip_disassociate_timeout``.
         """
         network = self.db.network_get(fixed_ip.network_id)
         self.db.fixed_ip_update(fixed_ip.address, allocated=False, virtual_interface_id=None)
@@ -208,8 +210,26 @@ class FlatDHCPManager:
         if self.flags.force_dhcp_release and fixed_ip.mac:
             # Forces the DHCPRELEASE that makes dnsmasq call `nova-dhcpbridge del` now.
             self.driver.release_dhcp(network.bridge, fixed_ip.address, fixed_ip.mac)
-        if not fixed_ip.leased:
-            self.db.fixed_ip_disassociate(fixed_ip.address)
+
+    # --- periodic tasks (Essex: NetworkManager.periodic_tasks) ------------------------------------
+
+    @synchronized
+    def disassociate_stale_fixed_ips(self, now: datetime | None = None) -> int:
+        """Return deallocated, unleased addresses older than the timeout to the pool (FlatDHCP).
+
+        Essex ran this because FlatDHCP sets ``timeout_fixed_ips``; it is what frees an address
+        whose guest never leased it. Returns how many went back.
+        """
+        moment = now or datetime.now(UTC)
+        cutoff = (moment - timedelta(seconds=self.flags.fixed_ip_disassociate_timeout)).strftime(
+            "%Y-%m-%d %H:%M:%S")
+        count = self.db.fixed_ip_disassociate_all_by_timeout(self.host, cutoff)
+        if count:
+            LOG.debug("Disassociated %s stale fixed ip(s)", count)
+        return count
+
+    def periodic_tasks(self) -> None:
+        self.disassociate_stale_fixed_ips()
 
     # --- leases (RPC from nova-dhcpbridge) ----------------------------------------------------
 

@@ -24,6 +24,18 @@ class DomainSpec:
     ramdisk: str | None = None
     cmdline: str = ""
     disk: str | None = None   # qcow2 overlay (a real cirros image)
+    # nwfilter of the NIC (nova-instance-<name>-<mac without colons>) and its parameters.
+    filterref: str | None = None
+    filter_params: tuple[tuple[str, str], ...] = ()
+
+
+def _filterref(spec: DomainSpec) -> str:
+    """Essex's libvirt.xml.template: ``<filterref filter="nova-instance-…">`` with its parameters."""
+    if not spec.filterref:
+        return ""
+    params = "".join(f"        <parameter name={quoteattr(name)} value={quoteattr(value)}/>\n"
+                     for name, value in spec.filter_params)
+    return f"      <filterref filter={quoteattr(spec.filterref)}>\n{params}      </filterref>\n"
 
 
 def domain_xml(spec: DomainSpec) -> str:
@@ -62,11 +74,32 @@ def domain_xml(spec: DomainSpec) -> str:
       <source bridge='{spec.bridge}'/>
       <mac address='{spec.mac}'/>
       <model type='virtio'/>
-    </interface>
+{_filterref(spec)}    </interface>
     <serial type='file'>
       <source path={quoteattr(spec.console_log)}/>
     </serial>
     <serial type='pty'/>
   </devices>
 </domain>
+"""
+
+
+# --- nwfilters (Essex nova/virt/libvirt/firewall.py NWFilterFirewall) --------------------------
+
+def filter_container(name: str, filterrefs: list[str]) -> str:
+    """A ``chain='root'`` filter that only references others (nova-base, the instance filters)."""
+    refs = "".join(f"<filterref filter={quoteattr(ref)}/>" for ref in filterrefs)
+    return f"<filter name={quoteattr(name)} chain='root'>{refs}</filter>"
+
+
+def nova_allow_dhcp_server_xml() -> str:
+    """nova's own ``ipv4``-chain copy of allow-dhcp-server (defined, not referenced by nova-base)."""
+    return """<filter name='nova-allow-dhcp-server' chain='ipv4'>
+  <rule action='accept' direction='out' priority='100'>
+    <udp srcipaddr='0.0.0.0' dstipaddr='255.255.255.255' srcportstart='68' dstportstart='67'/>
+  </rule>
+  <rule action='accept' direction='in' priority='100'>
+    <udp srcipaddr='$DHCPSERVER' srcportstart='67' dstportstart='68'/>
+  </rule>
+</filter>
 """

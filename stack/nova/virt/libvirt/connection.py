@@ -8,17 +8,24 @@ ramdisk are copied next to them from the image cache ``_base/``.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import select
 import shutil
 import subprocess
+import time
 import uuid as uuidlib
+from collections.abc import Callable
 from pathlib import Path
 
 import libvirt
 
 from nova.virt.libvirt.config import DomainSpec, domain_xml
+from nova.virt.libvirt.firewall import IptablesFirewallDriver, filter_parameters, instance_filter_name
 
 URI = "qemu:///system"
+LOG = logging.getLogger("nova.virt.libvirt.connection")
 
 
 def _quiet(_ctx, _err) -> None:
@@ -28,11 +35,22 @@ def _quiet(_ctx, _err) -> None:
 libvirt.registerErrorHandler(_quiet, None)
 
 
+FIREWALL_STATE = "firewall.json"
+
+
+def instance_id_from_name(name: str) -> int:
+    """``instance-0000000a`` → 10 (the name is hex, the DB id and the chain decimal)."""
+    return int(name.rsplit("-", 1)[1], 16)
+
+
 class LibvirtDriver:
-    def __init__(self, instances_path: str, virt_type: str = "qemu"):
+    def __init__(self, instances_path: str, virt_type: str = "qemu", allow_same_net_traffic: bool = True):
         self.instances_path = Path(instances_path)
         self.virt_type = virt_type
         self._conn: libvirt.virConnect | None = None
+        self.allow_same_net_traffic = allow_same_net_traffic
+        # Essex: the libvirt connection forces its IptablesFirewallDriver (iptables + nwfilter).
+        self.firewall_driver = IptablesFirewallDriver(lambda: self.conn, allow_same_net_traffic)
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -43,11 +61,16 @@ class LibvirtDriver:
     def instance_dir(self, name: str) -> Path:
         return self.instances_path / name
 
-    def spawn(self, instance: dict, network: dict, image_dir: str) -> str:
-        """Define and start the domain of ``instance``; returns its XML."""
+    def spawn(self, instance: dict, network: dict, image_dir: str, rules: list | None = None) -> str:
+        """Filter, define and start the domain of ``instance``; returns its XML.
+
+        Essex's order: nwfilters (setup_basic_filtering), the iptables chains
+        (prepare_instance_filter), the domain, then apply_instance_filter (a no-op).
+        """
         name = instance["name"]
         idir = self.instance_dir(name)
         idir.mkdir(parents=True, exist_ok=True)
+        self.filter_instance(instance, network, rules or [])
         image = json.loads((Path(image_dir) / "image.json").read_text())
         console = idir / "console.log"
         console.touch()
@@ -67,13 +90,55 @@ class LibvirtDriver:
                           virt_type=self.virt_type, console_log=str(console), mac=network["mac"],
                           bridge=network["bridge"], kernel=str(kernel) if kernel else None,
                           ramdisk=str(ramdisk) if ramdisk else None, cmdline=image.get("cmdline", ""),
-                          disk=str(disk) if disk else None)
+                          disk=str(disk) if disk else None,
+                          filterref=instance_filter_name(name, network["mac"]),
+                          filter_params=filter_parameters(network, self.allow_same_net_traffic))
         xml = domain_xml(spec)
         (idir / "libvirt.xml").write_text(xml)
         self._undefine(name)  # a redefinition without the old uuid fails; start from a clean slate
         dom = self.conn.defineXML(xml)
         dom.create()
+        self.firewall_driver.apply_instance_filter(instance, [network])
         return xml
+
+    def filter_instance(self, instance: dict, network: dict, rules: list) -> None:
+        """nwfilters and iptables chains of an instance; what they were built from is kept in its
+        directory, so a restarted nova-compute can rebuild them (Essex read its database)."""
+        instance = {**instance, "id": instance.get("id", instance_id_from_name(instance["name"]))}
+        self.firewall_driver.setup_basic_filtering(instance, [network])
+        self.firewall_driver.prepare_instance_filter(instance, [network], rules)
+        state = {"instance": instance, "network": network, "rules": rules}
+        (self.instance_dir(instance["name"]) / FIREWALL_STATE).write_text(json.dumps(state, indent=2) + "\n")
+
+    def refresh_security_group_rules(self, group: str, rules: list) -> list[int]:
+        """New rules for ``group``: rebuild the chains of its instances here and keep them on disk."""
+        refreshed = self.firewall_driver.refresh_security_group_rules(group, rules)
+        for instance_id in refreshed:
+            name = self.firewall_driver.instances[instance_id]["name"]
+            path = self.instance_dir(name) / FIREWALL_STATE
+            if path.exists():
+                state = json.loads(path.read_text())
+                path.write_text(json.dumps({**state, "rules": rules}, indent=2) + "\n")
+        return refreshed
+
+    def refilter_running_instances(self, plug: Callable[[dict], None]) -> list[str]:
+        """After a restart: plug (``plug(network)``) and filter every running instance again.
+
+        Plugging again matters: the lazy bridge's FORWARD accepts live in this process's
+        iptables manager too, and its first apply would drop them otherwise (Folsom added
+        plug_vifs to init_host for that; Essex lost them).
+        """
+        done = []
+        for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            path = self.instance_dir(dom.name()) / FIREWALL_STATE
+            if not path.exists():
+                continue
+            state = json.loads(path.read_text())
+            plug(state["network"])
+            self.firewall_driver.setup_basic_filtering(state["instance"], [state["network"]])
+            self.firewall_driver.prepare_instance_filter(state["instance"], [state["network"]], state["rules"])
+            done.append(dom.name())
+        return done
 
     def _undefine(self, name: str) -> bool:
         try:
@@ -88,7 +153,16 @@ class LibvirtDriver:
         return True
 
     def destroy(self, name: str, cleanup: bool = True) -> None:
+        """Destroy and undefine the domain, unfilter it (chains, nwfilter), remove its directory."""
         self._undefine(name)
+        instance_id = instance_id_from_name(name)
+        network_infos = self.firewall_driver.network_infos.get(instance_id)
+        if network_infos is None:
+            # Not filtered by this process (e.g. it restarted and the guest was not running):
+            # take what the instance directory recorded, to remove its nwfilter all the same.
+            path = self.instance_dir(name) / FIREWALL_STATE
+            network_infos = [json.loads(path.read_text())["network"]] if path.exists() else []
+        self.firewall_driver.unfilter_instance({"id": instance_id, "name": name}, network_infos)
         if cleanup:
             shutil.rmtree(self.instance_dir(name), ignore_errors=True)
 
@@ -105,6 +179,57 @@ class LibvirtDriver:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def probe_virt_type() -> str:
-    """``kvm`` only where /dev/kvm is usable (the compute issue replaces this with a boot probe)."""
-    return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) and os.environ.get("FLATBED_TRY_KVM") else "qemu"
+# The kernel's line when it hands over to the initramfs: the guest really booted.
+USERSPACE = re.compile(rb"Run \S+ as init process")
+KVM_PROBE_TIMEOUT = 30.0
+
+
+def _probe_image(instances_path: str) -> tuple[Path, Path] | None:
+    """A cached kernel + ramdisk to boot (the cirros-compatible guest in ``_base``), if any."""
+    for meta in sorted(Path(instances_path, "_base").glob("*/image.json")):
+        files = meta.parent
+        if (files / "kernel").exists() and (files / "ramdisk").exists():
+            return files / "kernel", files / "ramdisk"
+    return None
+
+
+def probe_virt_type(instances_path: str, qemu: str = "qemu-system-x86_64",
+                    timeout: float = KVM_PROBE_TIMEOUT, kvm_device: str = "/dev/kvm") -> str:
+    """``kvm`` only where a tiny guest really boots under KVM, ``qemu`` (TCG) otherwise.
+
+    /dev/kvm alone proves nothing: on some hosts every stock kernel hangs under KVM right after
+    decompression. So the cached guest kernel is booted with ``-accel kvm`` and must reach its
+    initramfs (the kernel's "Run /init as init process") within ``timeout`` seconds.
+    """
+    if not os.access(kvm_device, os.R_OK | os.W_OK):
+        return "qemu"
+    image = _probe_image(instances_path)
+    if image is None:
+        LOG.warning("No cached kernel to probe KVM with; using qemu")
+        return "qemu"
+    kernel, ramdisk = image
+    argv = [qemu, "-accel", "kvm", "-m", "128", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+            "-kernel", str(kernel), "-initrd", str(ramdisk), "-append", "console=ttyS0 panic=-1 loglevel=6"]
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        LOG.warning("KVM probe could not run %s: %s; using qemu", qemu, exc)
+        return "qemu"
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
+            if ready and not chunk:
+                break  # qemu exited
+            seen = (seen + chunk)[-65536:]
+            if USERSPACE.search(seen):
+                LOG.info("KVM probe: a guest reached userspace under KVM; using kvm")
+                return "kvm"
+    finally:
+        proc.kill()
+        proc.wait()
+    LOG.warning("KVM probe: no guest userspace under KVM within %.0f s; using qemu", timeout)
+    return "qemu"

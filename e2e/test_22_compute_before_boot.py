@@ -1,0 +1,73 @@
+"""§2.2 of the document: a compute node before any guest.
+
+"Bridges and iptables have nothing substantial": nova-compute applied no rule yet (its chains
+come with the first instance), there is no br100 (the lazy bridge comes with the first
+instance), eth2 is up and promiscuous with no address, the routes are the document's (without
+libvirt's virbr0, which flatbed does not define: no libvirt network at all), no domain and no
+nova nwfilter exist, but libvirt's built-in filters that nova-base references do. On containers
+nova-compute chose ``libvirt_type=qemu``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures import expect, listings
+from fixtures.compare import assert_listing
+from flatbed.node import Node
+from flatbed.testbed import Testbed
+from flatbed.topology import Topology
+
+BASE_FILTERS = ("no-mac-spoofing", "no-ip-spoofing", "no-arp-spoofing", "allow-dhcp-server")
+
+
+@pytest.fixture(scope="module", params=[0, 1], ids=["compute-a", "compute-b"])
+def compute(request: pytest.FixtureRequest, testbed: Testbed) -> Node:
+    computes = testbed.computes()
+    if request.param >= len(computes):
+        pytest.skip("the topology has one compute")
+    node = computes[request.param]
+    if node.run(["ip", "link", "show", "dev", testbed.topology.flat.bridge]).ok:
+        pytest.fail(f"{node.name} has run a guest already; §2.2 is the compute before any")
+    return node
+
+
+def test_iptables_untouched(compute: Node) -> None:
+    listing = listings.iptables(compute, "filter")
+    print("\n".join(listing))
+    assert_listing(expect.compute_before_boot_filter(), listing, f"{compute.name}: iptables -S")
+    assert_listing(["-P PREROUTING ACCEPT", "-P INPUT ACCEPT", "-P OUTPUT ACCEPT", "-P POSTROUTING ACCEPT"],
+                   listings.iptables(compute, "nat"), f"{compute.name}: iptables -t nat -S")
+
+
+def test_no_bridge_and_eth2_bare(compute: Node, topology: Topology) -> None:
+    links = listings.links(compute)
+    assert topology.flat.bridge not in links
+    eth2 = links[topology.flat.interface]
+    assert (eth2.master, eth2.inet) == (None, ())
+    assert "PROMISC" in eth2.flags and "UP" in eth2.flags
+    eth1 = links[topology.management.interface]
+    node = topology.node(compute.name)
+    mgmt = topology.management
+    assert eth1.inet == (f"{node.address}/{mgmt.cidr.prefixlen} brd {mgmt.cidr.broadcast_address} scope global",)
+
+
+def test_route_n(compute: Node, topology: Topology) -> None:
+    assert_listing(expect.compute_routes(topology), listings.route_n(compute), f"{compute.name}: route -n")
+
+
+def test_libvirt_has_no_domain_network_or_nova_filter(compute: Node) -> None:
+    assert compute.check(["virsh", "list", "--all", "--name"]).strip() == ""
+    assert compute.check(["virsh", "net-list", "--all", "--name"]).strip() == ""  # no virbr0
+    filters = compute.check(["virsh", "nwfilter-list"])
+    assert "nova-" not in filters
+    for name in BASE_FILTERS:
+        assert f" {name} " in f" {filters} ".replace("\n", " "), f"libvirt's built-in nwfilter {name} is missing"
+
+
+def test_libvirt_type_is_qemu_on_containers(compute: Node) -> None:
+    if compute.run(["test", "-e", "/dev/kvm"]).ok:
+        pytest.skip(f"{compute.name} has /dev/kvm: the boot probe decides (a VM with nested KVM)")
+    journal = compute.check(["journalctl", "-u", "nova-compute", "-o", "cat", "--no-pager"])
+    started = [line for line in journal.splitlines() if "Starting compute node" in line]
+    assert started and started[-1].endswith("libvirt_type=qemu")
