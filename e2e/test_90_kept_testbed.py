@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import pytest
 
 from fixtures.cli import REPO, FlatbedCli, leftovers_of
+from fixtures.reuse import require_before_any_guest
 from fixtures.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import parse_fixed_list
+from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
 
 FAILING_TEST = '''\
@@ -84,6 +86,12 @@ def test_status_shows_it_healthy_with_the_guest_deleted(kept, flatbed_cli, topol
     # ... and its address really went back to the pool (force_dhcp_release).
     first = fixed_ip(flatbed_cli, kept.run_id, topology.controller.name, str(topology.flat.dhcp_start))
     assert first.in_pool, first
+
+
+def test_before_any_guest_tests_skip_on_it_with_the_reason(kept):
+    bed = Testbed.attach(kept.run_id)
+    with pytest.raises(pytest.skip.Exception, match=r"1 guest\(s\) were booted on it before"):
+        require_before_any_guest(bed)
 
 
 def test_exec_and_ssh_reach_the_nodes(kept, flatbed_cli, topology):
