@@ -10,6 +10,7 @@ The decisions are pure functions, unit-tested.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,9 @@ def refusal(st: state.TestbedState, topology: Topology, images: dict[str, str]) 
 def choose(beds: Sequence[state.TestbedState], run_id: str | None, topology: Topology,
            images: dict[str, str]) -> state.TestbedState:
     """The kept testbed to reuse: ``run_id``, else the only one up, else the only one that fits."""
+    if run_id and not re.fullmatch(rf"{state.RUN_PREFIX}[0-9a-f]{{6}}", run_id):
+        raise ReuseRefused(f"--reuse={run_id}: not a run id ({state.RUN_PREFIX} + 6 hex digits); "
+                           f"write `pytest e2e/ --reuse` or `--reuse=RUN_ID`")
     if run_id:
         for st in beds:
             if st.run_id == run_id:

@@ -60,6 +60,8 @@ def test_choose_refuses_when_none_or_ambiguous(topo):
         choose([], None, topo, IMAGES)
     with pytest.raises(ReuseRefused, match="no testbed fb0000ff"):
         choose([kept(topo)], "fb0000ff", topo, IMAGES)
+    with pytest.raises(ReuseRefused, match=r"--reuse=e2e/: not a run id"):   # `pytest --reuse e2e/`
+        choose([kept(topo)], "e2e/", topo, IMAGES)
     with pytest.raises(ReuseRefused, match=r"choose one with --reuse=RUN_ID"):
         choose([kept(topo, "fb00000a"), kept(topo, "fb00000b")], None, topo, IMAGES)
 
