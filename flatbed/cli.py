@@ -1,7 +1,8 @@
-"""The ``flatbed`` command: bring a testbed up, run commands on its nodes, take it down.
+"""The ``flatbed`` command: your hands on a live testbed.
 
-Works across processes through the testbed's state file: ``flatbed up`` in one shell,
-``flatbed exec controller-1 -- brctl show`` in another, ``flatbed down`` at the end.
+Works across processes through the testbed's state file: ``flatbed up`` (or a pytest run that
+kept its testbed) in one shell, ``flatbed status``/``exec``/``ssh``/``console`` in another,
+``flatbed down`` at the end. ``flatbed clean`` removes what killed runs left behind.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,65 +23,183 @@ from flatbed.topology import load as load_topology
 EPILOG = """\
 examples:
   flatbed up                                   # the document's topology on the default provider
-  flatbed --topology topologies/alt.toml up --provider nspawn
-  flatbed exec controller-1 -- iptables -t nat -S
-  flatbed exec compute-1 -- virsh list --all
-  flatbed list
-  flatbed down
+  flatbed status                               # nodes, services, guests (IP, lease, compute)
+  flatbed ssh controller-1                     # a shell on a node
+  flatbed boot cirros && flatbed ssh cirros    # a guest, and a shell on it through the controller
+  flatbed console cirros                       # follow its console.log
+  flatbed collect /tmp/bundle                  # the artifact bundle
+  flatbed down                                 # remove it, leaving nothing
+  flatbed clean                                # remove what killed runs left behind
+
+With several testbeds up, choose one with --testbed RUN_ID (before or after the verb).
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _verb(sub: argparse._SubParsersAction, name: str, summary: str, description: str, examples: str,
+          *, testbed: bool = True) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=summary, description=description,
+                            epilog="examples:\n" + examples.rstrip() + "\n",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    if testbed:
+        # Also after the verb; SUPPRESS keeps the global option's value when it is not given here.
+        parser.add_argument("--testbed", metavar="RUN_ID", default=argparse.SUPPRESS,
+                            help="which testbed, when several are up")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flatbed", description=__doc__.splitlines()[0], epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="flatbed", description=__doc__.splitlines()[0], epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY,
-                        help="topology file (default: %(default)s)")
+                        help="topology file for `up` (default: %(default)s)")
     parser.add_argument("--testbed", metavar="RUN_ID", help="which testbed, when several are up")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    up = sub.add_parser("up", help="build images if needed, boot and provision a testbed",
-                        description="Build images if needed, boot every node of the topology and provision it. "
-                                    "The testbed stays up until `flatbed down`.",
-                        epilog="example:\n  flatbed up --provider nspawn",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    up = _verb(sub, "up", "build images if needed, boot and provision a testbed",
+               "Build images if needed, boot every node of the topology and provision it. The testbed stays "
+               "up until `flatbed down`; pytest runs can use it with --reuse.",
+               "  flatbed up\n  flatbed --topology topologies/alt.toml up --provider nspawn", testbed=False)
     up.add_argument("--provider", choices=providers.CHOICES, default="auto")
     up.add_argument("--mirror", help="Debian mirror for the base image (default: the host's apt source)")
     up.add_argument("--cirros-image", type=Path, help="a real cirros disk image to boot instead of ours")
 
-    ex = sub.add_parser("exec", help="run a command on a node",
-                        description="Run a command as root on a node and exit with its exit code.",
-                        epilog="example:\n  flatbed exec controller-1 -- ps aux\n"
-                               "  flatbed exec outside -- ping -c1 192.168.56.200",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    ex.add_argument("node")
-    ex.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    st = _verb(sub, "status", "nodes, services and guests of the testbed (a table, or a picture)",
+               "Show the live testbed: every node with its state and services, every guest with status, IP, "
+               "MAC, lease, hostsfile entry and compute, and the health verdict. Exits 1 when unhealthy.",
+               "  flatbed status\n  flatbed status --svg testbed.svg    # nodes, NICs, bridges, guests (graphviz)")
+    st.add_argument("--svg", type=Path, metavar="FILE", help="also draw the live testbed into FILE with graphviz")
 
-    sub.add_parser("images", help="build the node and guest images if needed, and list the cache",
-                   description="Build (or find cached) the base root and the cirros-compatible guest, then list "
-                               "the image cache.")
-    sub.add_parser("leaks", help="list resources of flatbed runs left on this host (exit 1 if any)",
-                   description="List namespaces, cgroups, mounts and state files tagged with a flatbed run id. "
-                               "Exits 1 when there are any, so CI can assert a clean host.")
-    sub.add_parser("list", help="list the testbeds on this host",
-                   description="List the testbeds recorded on this host, with provider, topology and status.")
-    sub.add_parser("down", help="remove a testbed and everything it created",
-                   description="Stop the nodes and remove every namespace, cgroup, overlay and file of the testbed.",
-                   epilog="example:\n  flatbed down --testbed fb1a2b3c",
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex = _verb(sub, "exec", "run a command on a node",
+               "Run a command as root on a node (no terminal) and exit with its exit code. One argument is a "
+               "shell line (pipes work); several are an argv.",
+               "  flatbed exec controller-1 -- iptables -t nat -S\n"
+               "  flatbed exec compute-1 -- 'virsh list --all | tail -n +3'\n"
+               "  flatbed exec outside -- ping -c1 192.168.56.200")
+    ex.add_argument("node")
+    ex.add_argument("command", nargs="*", help="the command, after --")
+
+    sh = _verb(sub, "ssh", "a shell (or a command) on a node, or on a guest through the controller",
+               "TARGET is a node (a shell on it, with a terminal: nsenter on containers, ssh on VMs) or a guest "
+               "(SSH from the host through the controller to the guest as the image's user, cirros with "
+               "password cubswin:) by default, or with a key). After --, a command to run instead of a shell.",
+               "  flatbed ssh controller-1\n  flatbed ssh compute-1 -- virsh list\n"
+               "  flatbed ssh cirros\n  flatbed ssh cirros --wait 60 -- ip addr\n"
+               "  flatbed ssh cirros -i ~/.ssh/id_rsa -l cirros")
+    sh.add_argument("target", help="a node name or a guest name")
+    sh.add_argument("command", nargs="*", help="a command to run, after --")
+    sh.add_argument("-l", "--user", help="guest login (default: the image's, cirros)")
+    sh.add_argument("-i", "--identity", metavar="KEY", help="guest login with this private key")
+    sh.add_argument("--password", help="guest password (default: the image's, cubswin:))")
+    sh.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                    help="keep trying to connect to a guest for this long (its sshd may be starting)")
+
+    co = _verb(sub, "console", "follow a guest's console.log on its compute",
+               "Print a guest's console log (the serial port qemu writes to <instances_path>/<instance>/"
+               "console.log on its compute) and follow it until Ctrl-C.",
+               "  flatbed console cirros\n  flatbed console cirros --no-follow | grep -i lease")
+    co.add_argument("guest")
+    co.add_argument("--no-follow", action="store_true", help="print what is there and exit")
+
+    bo = _verb(sub, "boot", "boot a guest (nova boot on the controller)",
+               "Boot a guest with `nova boot --image IMAGE --flavor FLAVOR [--availability-zone nova:HOST] NAME` "
+               "on the controller and show where it runs.",
+               "  flatbed boot cirros\n  flatbed boot vm2 --compute compute-2")
+    bo.add_argument("name")
+    bo.add_argument("--image", default="cirros")
+    bo.add_argument("--flavor", default="1")
+    bo.add_argument("--compute", metavar="HOST", help="pin to this compute (availability zone nova:HOST)")
+
+    de = _verb(sub, "delete", "delete guests (nova delete on the controller) and wait for their addresses",
+               "Delete guests with `nova delete` on the controller and wait until each one's fixed IP is back "
+               "in the pool (with force_dhcp_release, at once).",
+               "  flatbed delete cirros\n  flatbed delete vm1 vm2")
+    de.add_argument("names", nargs="+", metavar="name")
+
+    cl = _verb(sub, "collect", "write the artifact bundle of the testbed into a directory",
+               "Write what one needs to read a failure: every node's iptables-save, ebtables, ip a, route -n, "
+               "brctl show; the controller's hostsfile, dnsmasq syslog lines and nova list; every guest's "
+               "console.log and libvirt.xml; the status table. The suite writes the same bundle for a "
+               "failing test.",
+               "  flatbed collect /tmp/bundle && less /tmp/bundle/MANIFEST.txt")
+    cl.add_argument("dir", type=Path)
+
+    _verb(sub, "down", "remove a testbed and everything it created",
+          "Stop the nodes and remove every namespace, cgroup, overlay and file of the testbed (its logs stay "
+          "in the state directory).",
+          "  flatbed down\n  flatbed down --testbed fb1a2b3c")
+
+    cn = _verb(sub, "clean", "remove every leftover of flatbed runs (killed bring-ups, dead testbeds)",
+               "Remove testbeds whose bring-up was killed or failed or whose nodes stopped, and every resource "
+               "tagged with a flatbed run id (namespaces fbXXXXXX-*, cgroups flatbed/fbXXXXXX-*, their "
+               "processes, mounts, overlays) that no state file accounts for. Lists what it removed. Testbeds "
+               "that are up, and runs recorded in other state roots, are left alone; nothing untagged is "
+               "touched.",
+               "  flatbed clean\n  flatbed clean --dry-run", testbed=False)
+    cn.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed, remove nothing")
+
+    _verb(sub, "list", "list the testbeds on this host",
+          "List the testbeds recorded in the state root, with provider, status and topology.", "  flatbed list",
+          testbed=False)
+    _verb(sub, "images", "build the node and guest images if needed, and list the cache",
+          "Build (or find cached) the base root and the cirros-compatible guest, then list the image cache.",
+          "  flatbed images", testbed=False)
+    _verb(sub, "leaks", "list resources of flatbed runs left on this host (exit 1 if any)",
+          "List namespaces, cgroups, mounts and state files tagged with a flatbed run id, on the whole host. "
+          "Exits 1 when there are any, so CI can assert a clean host.", "  flatbed leaks", testbed=False)
     return parser
 
+
+# --- verbs ------------------------------------------------------------------------------------
 
 def cmd_up(args: argparse.Namespace) -> int:
     topo = load_topology(args.topology)
     bed = Testbed.up(topo, args.provider, mirror=args.mirror, cirros_image=args.cirros_image)
     print(f"testbed {bed.run_id} is up ({topo.name}, {bed.state.provider}); nodes: {', '.join(topo.names)}")
-    print(f"  flatbed exec {topo.controller.name} -- nova list")
+    print(f"  flatbed --testbed {bed.run_id} status")
+    print(f"  flatbed --testbed {bed.run_id} ssh {topo.controller.name}")
+    print(f"  pytest e2e/ --reuse={bed.run_id}")
     print(f"  flatbed --testbed {bed.run_id} down")
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from flatbed import health, status
+
+    bed = Testbed.attach(args.testbed)
+    snap = status.gather(bed, network=args.svg is not None)
+    sys.stdout.write(status.render(snap))
+    if args.svg:
+        topo = bed.topology
+        status.write_svg(status.to_dot(snap, topo.management.interface, topo.flat.interface), args.svg)
+        print(f"picture: {args.svg}")
+    return 0 if health.verdict(snap.checks) is None else 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; everything after the first ``--`` is the command of exec/ssh, verbatim."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tail: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "command"):
+        args.command = list(args.command) + tail
+    elif tail:
+        parser.error(f"{args.verb} takes no command after --")
+    return args
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.command
     if not command:
         raise FlatbedError("exec: no command given (flatbed exec NODE -- CMD ...)")
     bed = Testbed.attach(args.testbed)
@@ -88,6 +208,101 @@ def cmd_exec(args: argparse.Namespace) -> int:
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.rc
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    command = args.command
+    bed = Testbed.attach(args.testbed)
+    if args.target in bed.topology.names:
+        from flatbed.terminal import run_in_pty
+
+        argv = command if command else ["/bin/bash", "-l"]
+        if len(command) == 1:
+            argv = ["/bin/sh", "-c", command[0]]
+        return run_in_pty(bed.node(args.target).host_argv(argv, tty=True))
+    return _ssh_guest(bed, args, command)
+
+
+def _ssh_guest(bed: Testbed, args: argparse.Namespace, command: list[str]) -> int:
+    from flatbed import guestssh
+    from flatbed.cloud import Cloud
+
+    cloud = Cloud(bed)
+    try:
+        guest = cloud.guest(args.target)
+    except FlatbedError:
+        raise FlatbedError(f"ssh: {args.target!r} is neither a node ({', '.join(bed.topology.names)}) nor a guest "
+                           f"of testbed {bed.run_id}") from None
+    if not guest.ip:
+        raise FlatbedError(f"ssh: guest {guest.name} has no address (status {guest.status})")
+    user, password = cloud.login()
+    client = guestssh.connect(bed.controller, guest.ip, args.user or user,
+                              password=None if args.identity else (args.password or password),
+                              key_file=args.identity, wait=args.wait)
+    try:
+        if command:
+            rc, out, err = guestssh.run(client, command)
+            sys.stdout.write(out)
+            sys.stderr.write(err)
+            return rc
+        return guestssh.shell(client)
+    finally:
+        client.close()
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from flatbed.cloud import Cloud
+
+    bed = Testbed.attach(args.testbed)
+    cloud = Cloud(bed)
+    guest = cloud.guest(args.guest)
+    if not guest.compute:
+        raise FlatbedError(f"console: guest {guest.name} has no compute (status {guest.status})")
+    path = f"{cloud.instance_dir(guest.compute, guest.instance_name)}/console.log"
+    node = bed.node(guest.compute)
+    if args.no_follow:
+        sys.stdout.write(node.read_file(path))
+        return 0
+    print(f"[{guest.name}: {path} on {guest.compute}; Ctrl-C to stop]", file=sys.stderr, flush=True)
+    # Its own process group: on Ctrl-C/SIGTERM the whole group goes, the tail that nsenter forked
+    # inside the node included (killing nsenter alone would leave it running there).
+    follow = subprocess.Popen(node.host_argv(["tail", "-n", "+1", "-F", path]), process_group=0)
+    try:
+        return follow.wait()
+    except KeyboardInterrupt:
+        os.killpg(follow.pid, signal.SIGTERM)
+        follow.wait()
+        return 0
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from flatbed.cloud import Cloud
+
+    bed = Testbed.attach(args.testbed)
+    guest = Cloud(bed).boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
+    print(f"{guest.name}: {guest.status} on {guest.compute} as {guest.instance_name}, {guest.ip} ({guest.mac})")
+    print(f"  flatbed console {guest.name}      # follow its boot")
+    print(f"  flatbed ssh {guest.name} --wait 60")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from flatbed.cloud import Cloud
+
+    cloud = Cloud(Testbed.attach(args.testbed))
+    for name in args.names:
+        guest = cloud.delete(name)
+        back = "back in the pool" if cloud.releases_on_delete else "returns when its lease expires"
+        print(f"{guest.name}: deleted ({guest.instance_name} on {guest.compute}); {guest.ip} {back}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from flatbed.collect import collect
+
+    written = collect(Testbed.attach(args.testbed), args.dir)
+    print(f"wrote {len(written)} files to {args.dir} (see {args.dir / 'MANIFEST.txt'})")
+    return 0
 
 
 def cmd_images(args: argparse.Namespace) -> int:
@@ -130,12 +345,21 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"up": cmd_up, "exec": cmd_exec, "images": cmd_images, "leaks": cmd_leaks, "list": cmd_list,
-         "down": cmd_down}
+def cmd_clean(args: argparse.Namespace) -> int:
+    from flatbed.clean import clean
+
+    report = clean(dry_run=args.dry_run, progress=lambda m: print(f"[flatbed] {m}", file=sys.stderr))
+    print("\n".join(report.lines(args.dry_run)))
+    return 0
+
+
+VERBS = {"up": cmd_up, "status": cmd_status, "exec": cmd_exec, "ssh": cmd_ssh, "console": cmd_console,
+         "boot": cmd_boot, "delete": cmd_delete, "collect": cmd_collect, "down": cmd_down, "clean": cmd_clean,
+         "list": cmd_list, "images": cmd_images, "leaks": cmd_leaks}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so an interrupted `up` removes what it created. Only in this
     # process: helpers forked by pyroute2 inherit the handler and must just exit.
     main_pid = os.getpid()
@@ -154,6 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flatbed: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `flatbed status | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:  # still one line; the traceback on request
+        if os.environ.get("FLATBED_DEBUG"):
+            raise
+        print(f"flatbed: error: {type(e).__name__}: {e} (FLATBED_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -59,6 +59,16 @@ class Node(ABC):
     def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
         """Run argv on the node; raise NodeGoneError when the node is not running."""
 
+    def host_argv(self, argv: list[str], *, tty: bool = False) -> list[str]:
+        """The host command line that runs ``argv`` on the node with the caller's stdio attached.
+
+        For what a captured ``run`` cannot do: interactive shells (``flatbed ssh NODE``), following
+        a file (``flatbed console``), byte relays (SSH to guests through the controller). ``tty``
+        asks for a terminal session; the caller provides the pty (containers) or the provider maps
+        it to its own (``ssh -t`` on VMs). Providers without such access say so.
+        """
+        raise FlatbedError(f"{self.name}: provider {type(self).__name__} gives no interactive access")
+
     def run(self, command: str | list[str], *, input: str | bytes | None = None, timeout: float = 120,
             check: bool = False) -> Result:
         """Run a shell command line (str) or an argv (list) as root on the node."""

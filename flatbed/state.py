@@ -31,6 +31,27 @@ def new_run_id() -> str:
     return RUN_PREFIX + secrets.token_hex(3)
 
 
+def process_identity(pid: int) -> str:
+    """``pid:start time`` (clock ticks since boot): unique even when pids are reused."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "0"
+    return f"{pid}:{start}"
+
+
+def process_alive(identity: str) -> bool:
+    """Whether the process named by :func:`process_identity` still runs (and is not a zombie)."""
+    pid, _, _ = identity.partition(":")
+    if not pid.isdigit():
+        return False
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and process_identity(int(pid)) == identity
+
+
 @dataclass
 class TestbedState:
     run_id: str
@@ -44,6 +65,9 @@ class TestbedState:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Provider-wide resources (switch namespace...).
     resources: dict[str, Any] = field(default_factory=dict)
+    # The process that creates the testbed ("pid:start time"), so `flatbed clean` can tell a
+    # bring-up in progress from one whose process was killed.
+    owner: str = field(default_factory=lambda: process_identity(os.getpid()))
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -66,6 +90,7 @@ class TestbedState:
             raise FlatbedError(f"no testbed {run_id!r} (no {path})") from None
         except json.JSONDecodeError as e:
             raise FlatbedError(f"{path}: corrupt state file: {e}") from None
+        data.setdefault("owner", "")  # written before owners were recorded: no live owner
         return cls(**data)
 
     def forget(self) -> None:

@@ -13,6 +13,7 @@ The machine notes explain each nspawn option; the short version is in ``_nspawn_
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -52,7 +53,8 @@ class NspawnNode(Node):
         self.netns = netns
         self.leader = leader
 
-    def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
+    def _enter(self, term: str = "dumb") -> list[str]:
+        """nsenter (or ip netns exec) and a clean environment: the prefix of every command on the node."""
         if self.leader is not None:
             if not Path(f"/proc/{self.leader}").exists():
                 raise NodeGoneError(f"{self.name}: the container is not running (pid {self.leader} is gone)")
@@ -61,9 +63,21 @@ class NspawnNode(Node):
             if not hostnet.exists(self.netns):
                 raise NodeGoneError(f"{self.name}: network namespace {self.netns} is gone")
             enter = ["ip", "netns", "exec", self.netns]
-        env = ["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb"]
+        return enter + ["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8", f"TERM={term}"]
+
+    def host_argv(self, argv: list[str], *, tty: bool = False) -> list[str]:
+        if not tty:
+            return self._enter() + argv
+        if self.leader is None:  # the outside host shares the host's /dev: the caller's pty serves
+            return self._enter(os.environ.get("TERM", "xterm")) + argv
+        # A terminal of the container's own devpts (`tty` names it, job control works): script(1),
+        # from bsdutils, in every Debian root. -e: its exit status is the command's.
+        return self._enter(os.environ.get("TERM", "xterm")) + ["script", "-qefc", shlex.join(argv), "/dev/null"]
+
+    def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
+        enter = self._enter()
         try:
-            proc = subprocess.run(enter + env + argv, input=stdin, capture_output=True, timeout=timeout)
+            proc = subprocess.run(enter + argv, input=stdin, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise FlatbedError(f"{self.name}: `{' '.join(argv)}` did not finish within {timeout:g} s") from None
         return proc.returncode, proc.stdout, proc.stderr
@@ -233,6 +247,10 @@ class NspawnProvider(Provider):
             if upper and Path(upper).exists():
                 shutil.rmtree(upper)
                 removed.append(f"overlay {upper}")
+        try:
+            (self.state.dir / "nodes").rmdir()  # the overlays' parent, once they are gone
+        except OSError:
+            pass
         for record in self.state.nodes.values():
             removed += self._remove_namespace(record["netns"])
         switch = self.state.resources.get("switch")

@@ -1,0 +1,260 @@
+"""``flatbed status``: the live testbed as a table, and as a graphviz picture.
+
+:func:`gather` reads everything from the running nodes (health probe, ``nova list``/``show``,
+``nova-manage fixed list``, the hostsfile, ``ip -j addr``, ``virsh domiflist``) into a
+:class:`Snapshot`; :func:`render` and :func:`to_dot` are pure, so their output is unit-tested.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flatbed import health
+from flatbed.cloud import Cloud, GuestInfo
+from flatbed.errors import FlatbedError
+
+if TYPE_CHECKING:
+    from flatbed.testbed import Testbed
+
+
+@dataclass(frozen=True)
+class Nic:
+    """An interface on a node: ``ip -j addr`` reduced to what the picture shows."""
+
+    name: str
+    mac: str = ""
+    addresses: tuple[str, ...] = ()
+    master: str | None = None
+    kind: str = "nic"          # nic | bridge | tap
+    promisc: bool = False
+    up: bool = True
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    name: str
+    role: str
+    address: str
+    facts: health.NodeFacts
+    nics: tuple[Nic, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuestRow:
+    info: GuestInfo
+    tap: str | None = None     # the compute's tap device (vnetN) of the guest
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    run_id: str
+    topology: str
+    provider: str
+    status: str
+    management: str            # "eth1 192.168.56.0/24"
+    flat: str                  # "eth2 10.0.0.0/24 bridge br100"
+    nodes: tuple[NodeRow, ...]
+    guests: tuple[GuestRow, ...]
+    checks: tuple[health.Check, ...] = field(default=())
+    guests_error: str = ""     # why the guest list could not be read (controller down...)
+
+
+# --- gathering --------------------------------------------------------------------------------
+
+def parse_ip_addr(text: str) -> tuple[Nic, ...]:
+    """``ip -j addr`` as Nics (loopback left out); bridges are the masters of other interfaces."""
+    links = json.loads(text or "[]")
+    masters = {link.get("master") for link in links if link.get("master")}
+    nics = []
+    for link in links:
+        name = link.get("ifname", "?")
+        if name == "lo" or "LOOPBACK" in link.get("flags", []):
+            continue
+        kind = "bridge" if name in masters or link.get("linkinfo", {}).get("info_kind") == "bridge" else \
+            "tap" if name.startswith(("vnet", "tap")) else "nic"
+        addresses = tuple(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                          if a.get("family") == "inet")
+        nics.append(Nic(name=name, mac=link.get("address", ""), addresses=addresses, master=link.get("master"),
+                        kind=kind, promisc="PROMISC" in link.get("flags", []), up="UP" in link.get("flags", [])))
+    return tuple(nics)
+
+
+def parse_domiflist(text: str) -> str | None:
+    """The first interface (tap) name in ``virsh domiflist``'s table."""
+    for line in text.splitlines()[2:]:
+        words = line.split()
+        if words and words[0] != "-":
+            return words[0]
+    return None
+
+
+def gather(testbed: Testbed, *, network: bool = False) -> Snapshot:
+    """Read the live state; ``network`` adds interfaces and guests' taps (for the picture)."""
+    topo = testbed.topology
+    cloud = Cloud(testbed)
+
+    def nics(name: str) -> tuple[Nic, ...]:
+        try:
+            return parse_ip_addr(testbed.node(name).check(["ip", "-j", "addr"]))
+        except FlatbedError:
+            return ()
+
+    with ThreadPoolExecutor(max_workers=len(topo.nodes) + 1) as pool:
+        facts_future = pool.submit(health.probe, testbed)
+        nic_futures = {n.name: pool.submit(nics, n.name) for n in topo.nodes} if network else {}
+        guests_error = ""
+        try:
+            guests = cloud.guests()
+        except FlatbedError as e:
+            guests, guests_error = [], str(e)
+        facts = facts_future.result()
+        node_nics = {name: f.result() for name, f in nic_futures.items()}
+
+    rows = []
+    for guest in guests:
+        tap = None
+        if network and guest.compute:
+            try:
+                tap = parse_domiflist(testbed.node(guest.compute).check(["virsh", "domiflist", guest.instance_name]))
+            except FlatbedError:
+                tap = None
+        rows.append(GuestRow(guest, tap))
+    by_name = {f.name: f for f in facts}
+    return Snapshot(
+        run_id=testbed.run_id, topology=topo.name, provider=testbed.state.provider, status=testbed.state.status,
+        management=f"{topo.management.interface} {topo.management.cidr}",
+        flat=f"{topo.flat.interface} {topo.flat.cidr} bridge {topo.flat.bridge}",
+        nodes=tuple(NodeRow(n.name, n.role, str(n.address), by_name[n.name], node_nics.get(n.name, ()))
+                    for n in topo.nodes),
+        guests=tuple(rows), checks=tuple(health.judge(topo, facts)), guests_error=guests_error)
+
+
+# --- the table --------------------------------------------------------------------------------
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
+
+
+def node_state(facts: health.NodeFacts) -> str:
+    if not facts.reachable:
+        return "DOWN"
+    if facts.role == "outside":
+        return "up"
+    return facts.system or "?"
+
+
+def node_services(facts: health.NodeFacts, bridge: str) -> str:
+    if not facts.reachable:
+        return facts.error
+    parts = [f"{unit} {state}" for unit, state in facts.units.items() if state != "absent"]
+    if facts.role == "controller":
+        parts.append(f"{bridge} {' '.join(facts.bridges[bridge]) or 'no address'}" if bridge in facts.bridges
+                     else f"{bridge} missing")
+        parts.append(f"dnsmasq {facts.dnsmasq}" if facts.dnsmasq else "dnsmasq not running")
+    if facts.failed_units:
+        parts.append(f"failed: {' '.join(facts.failed_units)}")
+    return ", ".join(parts)
+
+
+def render(snap: Snapshot) -> str:
+    """The status table: a header line, nodes, guests, and the health verdict."""
+    bridge = snap.flat.split()[-1]
+    out = [f"testbed {snap.run_id}  {snap.topology}  provider {snap.provider}  status {snap.status}",
+           f"networks: management {snap.management}; flat {snap.flat}", ""]
+    out += _table(["NODE", "ROLE", "ADDRESS", "STATE", "SERVICES"],
+                  [[n.name, n.role, n.address, node_state(n.facts), node_services(n.facts, bridge)]
+                   for n in snap.nodes])
+    out.append("")
+    if snap.guests_error:
+        out.append(f"guests: unknown ({snap.guests_error})")
+    elif not snap.guests:
+        out.append("guests: none")
+    else:
+        out += _table(["GUEST", "STATUS", "IP", "MAC", "LEASE", "HOSTSFILE", "COMPUTE", "INSTANCE"],
+                      [[g.info.name, g.info.status, g.info.ip or "-", g.info.mac or "-", g.info.lease,
+                        "yes" if g.info.in_hostsfile else "no", g.info.compute or "-", g.info.instance_name or "-"]
+                       for g in snap.guests])
+    out.append("")
+    problem = health.verdict(snap.checks)
+    out.append(f"health: {'ok' if problem is None else 'NOT OK: ' + problem}")
+    return "\n".join(out) + "\n"
+
+
+# --- the picture ------------------------------------------------------------------------------
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _id(*parts: str) -> str:
+    return _q("/".join(parts))
+
+
+def _label(*lines: str) -> str:
+    """A multi-line graphviz label (``\\n`` between lines, each line escaped)."""
+    return '"' + "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in lines) + '"'
+
+
+def to_dot(snap: Snapshot, management_if: str, flat_if: str) -> str:
+    """Graphviz source: networks as ellipses, nodes as clusters of NICs/bridges/taps, guests on taps."""
+    mgmt, flat = _id("net", "management"), _id("net", "flat")
+    out = ["graph testbed {",
+           "  graph [rankdir=TB, fontname=Helvetica, fontsize=11, labelloc=t,",
+           f"         label={_q(f'flatbed {snap.run_id} — {snap.topology} ({snap.provider}, {snap.status})')}];",
+           "  node [fontname=Helvetica, fontsize=10];",
+           f"  {mgmt} [shape=ellipse, style=filled, fillcolor=lightblue, label={_q('management ' + snap.management)}];",
+           f"  {flat} [shape=ellipse, style=filled, fillcolor=palegreen, label={_q('flat ' + snap.flat)}];"]
+    guests_on: dict[str, list[GuestRow]] = {}
+    for g in snap.guests:
+        guests_on.setdefault(g.info.compute or "", []).append(g)
+    for row in snap.nodes:
+        color = "black" if row.facts.reachable else "red"
+        out.append(f"  subgraph {_q('cluster_' + row.name)} {{")
+        out.append(f"    label={_q(f'{row.name} ({row.role}) {row.address} — {node_state(row.facts)}')}; "
+                   f"color={color};")
+        nics = row.nics or tuple(Nic(name=i) for i in ((management_if,) if row.role == "outside"
+                                                       else (management_if, flat_if)))
+        for nic in nics:
+            label = _label(nic.name + (" (promisc)" if nic.promisc else ""), *nic.addresses,
+                           *([nic.mac] if nic.mac else []))
+            shape = {"bridge": "box3d", "tap": "cds"}.get(nic.kind, "box")
+            out.append(f"    {_id(row.name, nic.name)} [shape={shape}, label={label}];")
+        # Edge order sets the ranks (top to bottom): network, NIC, bridge, tap, guest.
+        for nic in nics:
+            if nic.master and nic.kind == "tap":
+                out.append(f"    {_id(row.name, nic.master)} -- {_id(row.name, nic.name)};")
+            elif nic.master:
+                out.append(f"    {_id(row.name, nic.name)} -- {_id(row.name, nic.master)};")
+        for g in guests_on.get(row.name, []):
+            gid = _id("guest", g.info.name)
+            label = _label(g.info.name, g.info.ip or "no IP", g.info.status, g.info.instance_name)
+            out.append(f"    {gid} [shape=component, style=filled, fillcolor=lightyellow, label={label}];")
+            tap = g.tap if g.tap and any(n.name == g.tap for n in nics) else None
+            out.append(f"    {_id(row.name, tap) if tap else _id(row.name, flat_if)} -- {gid};")
+        out.append("  }")
+        names = {n.name for n in nics}
+        if management_if in names:
+            out.append(f"  {mgmt} -- {_id(row.name, management_if)};")
+        if flat_if in names:
+            out.append(f"  {flat} -- {_id(row.name, flat_if)};")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def write_svg(dot_source: str, path: Path) -> None:
+    """Render with graphviz's ``dot`` (host package ``graphviz``)."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise FlatbedError("status --svg needs graphviz's `dot` (apt-get install graphviz)")
+    proc = subprocess.run([dot, "-Tsvg", "-o", str(path)], input=dot_source.encode(), capture_output=True,
+                          timeout=60)
+    if proc.returncode != 0:
+        raise FlatbedError(f"dot failed: {proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")

@@ -1,0 +1,73 @@
+"""flatbed clean's decisions: what is a leftover, what is kept, what belongs to someone else (no nodes)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from flatbed import clean, state
+from flatbed.clean import Decision, Report, judge_orphan, judge_testbed, recorded_elsewhere, tagged_resources
+
+
+def st(status: str, owner: str = "") -> state.TestbedState:
+    return state.TestbedState(run_id="fb0000aa", provider="nspawn", topology_path="t.toml", topology_digest="d",
+                              status=status, owner=owner)
+
+
+@pytest.mark.parametrize(("status", "running", "owner_alive", "action"), [
+    ("up", True, False, "keep"),          # a kept testbed: `flatbed down` is for that
+    ("up", False, False, "remove"),       # its containers died (host reboot, kill -9)
+    ("creating", True, True, "keep"),     # a bring-up in progress
+    ("creating", True, False, "remove"),  # a bring-up whose process was killed
+    ("failed", False, True, "remove"),
+])
+def test_judge_testbed(status, running, owner_alive, action):
+    decision = judge_testbed(st(status, "4242:1"), running, owner_alive)
+    assert decision.action == action and decision.run_id == "fb0000aa"
+    assert decision.reason and "\n" not in decision.reason
+
+
+def test_judge_orphan(tmp_path):
+    assert judge_orphan("fb0000aa", None).action == "remove"
+    assert judge_orphan("fb0000aa", tmp_path).action == "skip"
+
+
+def test_owner_identity_survives_pid_reuse():
+    me = state.process_identity(os.getpid())
+    assert state.process_alive(me)
+    pid, start = me.split(":")
+    assert not state.process_alive(f"{pid}:{int(start) + 1}")   # same pid, another process
+    assert not state.process_alive("")                             # state files from before owners
+
+
+def test_run_recorded_in_a_sibling_state_root_is_not_ours(tmp_path, monkeypatch):
+    ours, theirs = tmp_path / "testbeds-a", tmp_path / "testbeds-b"
+    monkeypatch.setenv("FLATBED_STATE", str(ours))
+    (theirs / "fb0000bb").mkdir(parents=True)
+    (theirs / "fb0000bb" / "state.json").write_text("{}")
+    ours.mkdir()
+    assert recorded_elsewhere("fb0000bb") == theirs
+    assert recorded_elsewhere("fb0000cc") is None
+
+
+def test_overlays_without_state_file_are_leftovers(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLATBED_STATE", str(tmp_path))
+    (tmp_path / "fb0000dd" / "nodes" / "controller-1").mkdir(parents=True)   # dead run's overlay
+    (tmp_path / "fb0000ee" / "nodes").mkdir(parents=True)                    # emptied: nothing left
+    (tmp_path / "fb0000ff" / "nodes" / "compute-1").mkdir(parents=True)      # live: has a state file
+    (tmp_path / "fb0000ff" / "state.json").write_text("{}")
+    found = tagged_resources()
+    assert found.get("fb0000dd") == [f"overlay {tmp_path / 'fb0000dd' / 'nodes'}"]
+    assert "fb0000ee" not in found and "fb0000ff" not in found
+    assert clean.remove_tagged("fb0000dd") == [f"overlay {tmp_path / 'fb0000dd' / 'nodes'}"]
+    assert not (tmp_path / "fb0000dd" / "nodes").exists()
+
+
+def test_report_lines():
+    report = Report(removed=[(Decision("fb0000aa", "remove", "bring-up interrupted"), ["namespace fb0000aa-sw"])],
+                    kept=[Decision("fb0000bb", "keep", "up"), Decision("fb0000cc", "skip", "elsewhere")])
+    assert report.lines() == ["removed fb0000aa (bring-up interrupted):", "  namespace fb0000aa-sw",
+                              "kept fb0000bb: up", "skipped fb0000cc: elsewhere"]
+    assert report.lines(dry_run=True)[0].startswith("would remove fb0000aa")
+    assert Report().lines() == ["nothing to clean"]
