@@ -151,6 +151,9 @@ def controller(cfg: dict, changed: bool) -> None:
     # Only computes run libvirt; the controller's would add virbr0-free but needless daemons.
     sh("systemctl", "disable", "--now", "--quiet", "libvirtd.service", "libvirtd.socket",
        "libvirtd-ro.socket", "libvirtd-admin.socket", check=False)
+    # nova-api before nova-network: each binary inserts its iptables jumps above those present, and
+    # the document lists nova-network's above nova-api's.
+    restart("nova-api.service", changed)
     restart("nova-network.service", changed)
 
 

@@ -4,6 +4,10 @@ Essex's ComputeManager.run_instance: plug the VIF (the lazy bridge: ``LibvirtBri
 creates br100 on the flat interface, without an IP, when the first instance arrives), then
 spawn through the libvirt driver. The caller (the compute API on the controller) passes the
 instance and its network info, since this node has no database of its own.
+
+The image comes from the controller's store on first use (``image_url``) and stays cached in
+``<instances_path>/_base/<hash>/``. ``run_instance`` of a domain that already runs only reports it:
+a restarted nova-api re-sends the builds it had not seen finish.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from nova.flags import Flags
 from nova.network import linux_net
+from nova.virt import images
 from nova.virt.libvirt.connection import LibvirtDriver
 
 LOG = logging.getLogger("nova.compute.manager")
@@ -39,12 +44,21 @@ class ComputeManager:
     def image_dir(self, image_hash: str) -> Path:
         return Path(self.flags.instances_path) / IMAGE_CACHE / image_hash
 
-    def run_instance(self, instance: dict[str, Any], network: dict[str, Any], image: str) -> dict[str, Any]:
-        """Plug, define and start the domain; returns the power state."""
+    def run_instance(self, instance: dict[str, Any], network: dict[str, Any], image: str,
+                     image_url: str | None = None) -> dict[str, Any]:
+        """Fetch the image if needed, plug, define and start the domain; returns the power state."""
         with self._lock:
+            if self.driver.is_running(instance["name"]):
+                LOG.info("Instance %s already runs; reporting it", instance["name"])
+                return {"running": True}
             image_dir = self.image_dir(image)
-            if not (image_dir / "image.json").exists():
-                raise ComputeError(f"image {image} is not in this node's cache {image_dir}")
+            if not images.cached(image_dir):
+                if not image_url:
+                    raise ComputeError(f"image {image} is not in this node's cache {image_dir}")
+                try:
+                    images.fetch_to_base(image_url, image_dir)
+                except (images.ImageFetchError, OSError, ValueError) as e:
+                    raise ComputeError(f"cannot fetch image {image}: {e}") from None
             LOG.info("Starting instance %s (%s) on %s", instance["name"], network["address"], network["bridge"])
             try:
                 self._plug(network)
