@@ -359,6 +359,27 @@ def test_delete_before_spawn_never_spawns(cloud: Cloud) -> None:
     assert ("run_instance", "instance-00000009") not in cloud.computes["compute-1"].calls
 
 
+def test_delete_between_networking_and_spawning_wins(cloud: Cloud) -> None:
+    """A delete that lands while nova-network allocates: no spawn, and the intent outlives a restart."""
+    allocate = cloud.api._network_info
+
+    def allocate_then_delete_arrives(instance: compute_api.Instance) -> dict[str, Any]:
+        network = allocate(instance)
+        cloud.api._set(instance.id, task_state="deleting")  # as delete() records it, before its task runs
+        return network
+
+    cloud.api._network_info = allocate_then_delete_arrives  # type: ignore[method-assign]
+    boot(cloud)
+    cloud.settle()
+    assert cloud.computes["compute-1"].calls == []
+    assert cloud.api.get("cirros").task_state == "deleting"
+    api = cloud.new_api()  # the delete's own task never ran (nova-api stopped): a restart finishes it
+    assert api.resume() == 1
+    cloud.settle(api)
+    assert api.list() == []
+    assert not cloud.network.db.fixed_ip_get_by_address("10.0.0.2").allocated
+
+
 def test_delete_of_an_error_instance(cloud: Cloud) -> None:
     cloud.computes["compute-1"].fail = "boom"
     boot(cloud)

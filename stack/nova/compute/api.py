@@ -250,9 +250,9 @@ class ComputeAPI:
                  key["public_key"] if key else None, user_data or "", ec2utils.generate_uid("r"),
                  self.flags.node_availability_zone, now, now))
         LOG.info("Instance %s (%s) scheduled to %s", ec2utils.instance_name(instance_id), name, target["host"])
-        self._submit(self._build, instance_id)
-        instance = self._by_id(instance_id)
+        instance = self._by_id(instance_id)  # as recorded: read before the build task can move it on
         assert instance is not None
+        self._submit(self._build, instance_id)
         return instance
 
     # --- tasks ------------------------------------------------------------------------------------
@@ -311,9 +311,13 @@ class ComputeAPI:
                          f"THEN task_state ELSE NULL END, updated_at = ? WHERE id = ?",
                          (*values.values(), utcnow(), instance_id))
 
-    def _task_state(self, instance_id: int) -> str | None:
-        instance = self._by_id(instance_id)
-        return instance.task_state if instance else DELETING
+    def _advance(self, instance_id: int, task_state: str) -> bool:
+        """Move a build to its next step, atomically unless a delete came in; False then."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute(f"UPDATE instances SET task_state = ?, updated_at = ? WHERE id = ? "
+                                  f"AND deleted = 0 AND task_state IS NOT '{DELETING}'",
+                                  (task_state, utcnow(), instance_id))
+        return cursor.rowcount == 1
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """Retry ``call`` while its server is unreachable, for ``unreachable_grace`` seconds.
@@ -375,11 +379,11 @@ class ComputeAPI:
             if instance is None or instance.vm_state != BUILDING or instance.task_state == DELETING:
                 return
             try:
-                self._set(instance_id, task_state=NETWORKING)
-                network = self._network_info(instance)
-                if self._task_state(instance_id) == DELETING:
+                if not self._advance(instance_id, NETWORKING):
                     return
-                self._set(instance_id, task_state=SPAWNING)
+                network = self._network_info(instance)
+                if not self._advance(instance_id, SPAWNING):
+                    return  # deleted meanwhile: the delete task deallocates
                 image = self.images.get(instance.image_ref)
                 if image is None:
                     raise BuildError(f"image {instance.image_ref} is no longer in the image store")
@@ -415,10 +419,12 @@ class ComputeAPI:
     def delete(self, ref: str) -> Instance:
         """Mark the instance ``deleting`` and terminate it in a task; returns at once."""
         instance = self.get(ref)
-        if instance.task_state != DELETING:
-            self._set(instance.id, task_state=DELETING)
-            self._submit(self._delete, instance.id)
-        return self._by_id(instance.id) or instance
+        if instance.task_state == DELETING:
+            return instance
+        self._set(instance.id, task_state=DELETING)
+        marked = self._by_id(instance.id) or instance  # read before the task can remove the row
+        self._submit(self._delete, instance.id)
+        return marked
 
     def _delete(self, instance_id: int) -> None:
         with self._lock(instance_id):
