@@ -21,12 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from types import FrameType
 
-from nova import flags, log
+from nova import flags, log, systemd
 from nova.api.metadata import MetadataServer
 from nova.compute.api import ComputeAPI
 from nova.db import Database, DBError
@@ -41,33 +40,6 @@ STOP_GRACE = 5  # seconds a stop waits for running instance tasks
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(f"caught {signal.Signals(signum).name}")
-
-
-def metadata_accept(conf: flags.Flags) -> bool:
-    """nova-api's ``-d <metadata_host>/32 -p tcp --dport <metadata_port> -j ACCEPT`` in its INPUT chain.
-
-    The rule belongs to the iptables manager of linux_net; a linux_net without it (an older
-    stack) is logged and skipped, since the node's INPUT policy accepts anyway.
-    """
-    accept = getattr(linux_net, "metadata_accept", None)
-    if accept is None:
-        LOG.warning("linux_net has no metadata_accept: the nova-api INPUT accept of %s:%d is not installed",
-                    conf.metadata_host, conf.metadata_port)
-        return False
-    accept(conf)
-    LOG.info("Metadata accept rule for %s:%d in place", conf.metadata_host, conf.metadata_port)
-    return True
-
-
-def notify_ready() -> None:
-    """systemd's READY=1 (Type=notify): ``systemctl restart nova-api`` returns once we serve."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):  # an abstract socket
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(b"READY=1", address)
 
 
 def main(argv: list[str]) -> int:
@@ -87,7 +59,10 @@ def main(argv: list[str]) -> int:
         os.makedirs(conf.state_path, exist_ok=True)
         db = Database(conf.sqlite_path)
         api = ComputeAPI(conf, db, ImageStore(conf.image_store_path, db))
-        metadata_accept(conf)
+        # Essex's MetadataManager.init_host: nova-api's own wrapped chains and its INPUT accept.
+        linux_net.setup_iptables(conf)
+        linux_net.metadata_accept(conf)
+        LOG.info("Metadata accept rule for %s:%d in place", conf.metadata_host, conf.metadata_port)
         servers = [
             RpcServer(conf.osapi_compute_listen, conf.osapi_compute_listen_port, api.rpc_methods()),
             MetadataServer(conf.metadata_listen, conf.metadata_listen_port, api.metadata_for_address,
@@ -106,7 +81,7 @@ def main(argv: list[str]) -> int:
         LOG.info("compute API listening on %s:%d", conf.osapi_compute_listen, rpc_server.server_address[1])
         for server in servers[1:]:
             server.start()  # type: ignore[attr-defined]
-        notify_ready()
+        systemd.notify()  # Type=notify: `systemctl restart nova-api` returns once we serve
         resumed = api.resume()
         if resumed:
             LOG.info("Resumed %d unfinished instance task(s)", resumed)
