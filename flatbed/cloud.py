@@ -187,8 +187,12 @@ class Cloud:
         return [self.guest(s["ID"], fixed, hosts) for s in servers]
 
     def used_addresses(self) -> list[str]:
-        """Fixed IPs still associated with an instance (not back in the pool)."""
-        return [f.address for f in self.fixed_ips() if not f.reserved and not f.in_pool]
+        """Fixed IPs in use: allocated to an instance, or leased by dnsmasq.
+
+        A deallocated address that was never leased is not counted: it stays associated until
+        Essex's periodic disassociation (fixed_ip_disassociate_timeout) returns it by itself.
+        """
+        return [f.address for f in self.fixed_ips() if not f.reserved and (f.allocated or f.leased)]
 
     def instances_ever(self) -> int:
         """How many instances this controller's database has ever created, deleted ones included."""
