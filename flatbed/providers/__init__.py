@@ -1,12 +1,14 @@
 """Providers by name, imported lazily (testinfra's registry style).
 
-``auto`` picks the first usable one in PREFERENCE order; the vagrant provider joins it once it
-has its KVM/Vagrant probe.
+``auto`` picks the first suitable one in PREFERENCE order: VMs (vagrant) where vagrant-libvirt
+is installed and a kernel really boots under KVM, containers (nspawn) otherwise. It says which
+it picked and why the ones before it were passed over.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from flatbed.errors import FlatbedError
 from flatbed.providers.base import Provider
@@ -15,18 +17,21 @@ REGISTRY = {
     "nspawn": "flatbed.providers.nspawn:NspawnProvider",
     "vagrant": "flatbed.providers.vagrant:VagrantProvider",
 }
-PREFERENCE = ("nspawn",)
+PREFERENCE = ("vagrant", "nspawn")
 CHOICES = ("auto", *REGISTRY)
 
 
-def get(name: str) -> type[Provider]:
-    """The provider class for ``name``; ``auto`` resolves to the first usable one."""
+def get(name: str, progress: Callable[[str], None] | None = None) -> type[Provider]:
+    """The provider class for ``name``; ``auto`` resolves to the first suitable one (told to ``progress``)."""
     if name == "auto":
         reasons = []
         for candidate in PREFERENCE:
             cls = get(candidate)
-            why = cls.unusable()
+            why = cls.auto_unsuitable()
             if why is None:
+                if progress:
+                    passed = f" (passed over: {'; '.join(reasons)})" if reasons else ""
+                    progress(f"provider auto: {candidate}{passed}")
                 return cls
             reasons.append(f"{candidate}: {why}")
         raise FlatbedError(f"no usable provider ({'; '.join(reasons)})")
