@@ -9,14 +9,17 @@ are the testbed's own:
     /var/lib/libvirt    <testbed>/libvirt/lib    (storage pool with the VM disks)
     /var/log/libvirt    <testbed>/logs/libvirt   (qemu's per-domain logs, kept with the run's logs)
     /var/cache/libvirt  <cache>/libvirt          (QEMU capabilities, shared: probing costs seconds)
-    /run                a fresh tmpfs            (runtime state; also drops the host's /run/netns)
+    /run/libvirt        a fresh tmpfs            (runtime state; the pid file is with the sockets)
     /sys                sysfs of the namespace   (as ``ip netns exec`` does)
 
-Its socket is ``<testbed>/libvirt/sock/libvirt-sock``, reachable from the host's mount namespace
-as ``qemu+unix:///system?socket=...``: vagrant, python-vagrant and libvirt-python all use that URI.
+Its sockets are in ``/run/flatbed/<run id>/`` (not the testbed directory: a socket path has at
+most 107 bytes and testbed directories can be deep), reachable from the host's mount namespace as
+``qemu+unix:///system?socket=/run/flatbed/<run id>/libvirt-sock``: vagrant, python-vagrant and
+libvirt-python all use that URI.
 
 Before anything else the mount namespace unmounts its copies of ``/run/netns/*``: a private
 mount namespace would otherwise pin every other testbed's network namespaces (machine notes).
+Its propagation is private, so namespaces created later never show up in it either.
 """
 
 from __future__ import annotations
@@ -55,34 +58,35 @@ log_outputs = "3:file:{log}"
 
 LAUNCHER = r"""
 set -e
+mkdir -p /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /run/libvirt  # mount points
 for m in $(awk '$5 ~ "^/run/netns/" {print $5}' /proc/self/mountinfo | sort -r); do
   umount -l "$m"
 done
-mount -t tmpfs -o mode=0755 flatbed-run /run
+mount -t tmpfs -o mode=0755 flatbed-run /run/libvirt
 # sysfs as this network namespace sees it (the bridge and tap attributes libvirt reads).
 umount -l /sys
 mount -t sysfs flatbed-sys /sys
-mkdir -p /run/libvirt /run/lock
 mount --bind "$FB_ETC" /etc/libvirt
 mount --bind "$FB_LIB" /var/lib/libvirt
 mount --bind "$FB_LOG" /var/log/libvirt
 mount --bind "$FB_CACHE" /var/cache/libvirt
-exec libvirtd
+exec libvirtd --pid-file "$FB_PIDFILE"
 """
 
 
 class PrivateLibvirtd:
     """Paths and lifecycle of one testbed's libvirtd (``root`` is ``<testbed>/libvirt``)."""
 
-    def __init__(self, root: Path, logs: Path, cache: Path, netns: str):
+    def __init__(self, root: Path, logs: Path, cache: Path, netns: str, sock_dir: Path):
         self.root = root
         self.logs = logs
         self.cache = cache
         self.netns = netns
+        self.sock_dir = sock_dir
 
     @property
     def socket(self) -> Path:
-        return self.root / "sock" / "libvirt-sock"
+        return self.sock_dir / "libvirt-sock"
 
     @property
     def uri(self) -> str:
@@ -92,19 +96,24 @@ class PrivateLibvirtd:
         """Write the configuration; nothing runs yet."""
         # The packaged daemon expects these to exist (the network driver writes dnsmasq/*.macs
         # even for networks without dnsmasq).
-        for sub in ("etc/qemu/networks", "lib/images", "lib/boot", "lib/dnsmasq", "lib/qemu/channel", "sock"):
+        for sub in ("etc/qemu/networks", "lib/images", "lib/boot", "lib/dnsmasq", "lib/qemu/channel"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The longest socket libvirtd makes there: sun_path holds 107 bytes and a NUL.
+        if len(str(self.sock_dir / "libvirt-admin-sock").encode()) > 107:
+            raise FlatbedError(f"{self.sock_dir}: too long for libvirtd's sockets")
         (self.logs / "libvirt/qemu").mkdir(parents=True, exist_ok=True)
         self.cache.mkdir(parents=True, exist_ok=True)
         (self.root / "etc/qemu.conf").write_text(QEMU_CONF)
         (self.root / "etc/libvirtd.conf").write_text(
-            LIBVIRTD_CONF.format(sock_dir=self.socket.parent, log=self.logs / "libvirtd.log"))
+            LIBVIRTD_CONF.format(sock_dir=self.sock_dir, log=self.logs / "libvirtd.log"))
 
     def start(self) -> int:
         """Start libvirtd in the namespace; return its pid (the daemon runs in the foreground)."""
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                "FB_ETC": str(self.root / "etc"), "FB_LIB": str(self.root / "lib"),
-               "FB_LOG": str(self.logs / "libvirt"), "FB_CACHE": str(self.cache)}
+               "FB_LOG": str(self.logs / "libvirt"), "FB_CACHE": str(self.cache),
+               "FB_PIDFILE": str(self.sock_dir / "libvirtd.pid")}
         with open(self.logs / "libvirtd.stderr.log", "ab") as err:
             proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{self.netns}", "--",

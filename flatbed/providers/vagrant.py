@@ -64,6 +64,7 @@ UP_TIMEOUT = 1200
 VAGRANT_PLUGIN = "vagrant-libvirt"
 TOOLS = ("vagrant", "qemu-img", "mkfs.ext4", "nsenter", "unshare", "qemu-system-x86_64")
 POOL = "default"
+RUNTIME_DIR = Path("/run/flatbed")  # the private libvirtd's sockets, /run/flatbed/<run id>/
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,7 @@ class VagrantProvider(Provider):
 
     def _libvirtd(self) -> PrivateLibvirtd:
         return PrivateLibvirtd(self.state.dir / "libvirt", self.state.dir / "logs", cache_dir() / "libvirt",
-                               self.names.netns)
+                               self.names.netns, RUNTIME_DIR / self.run)
 
     @property
     def uri(self) -> str:
@@ -441,9 +442,7 @@ class VagrantProvider(Provider):
 
     def _check_nics(self, node: TopologyNode) -> None:
         """Exactly the document's NICs, with the topology's MACs (never trust the Vagrantfile)."""
-        out = self.node(node.name).check("for d in /sys/class/net/*; do echo ${d##*/} $(cat $d/address); done")
-        found = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-        found.pop("lo", None)
+        found = physical_nics(self.node(node.name))
         want = {nic: node.macs[nic] for nic in (self.topology.management.interface, self.topology.flat.interface)}
         if found != want:
             raise FlatbedError(f"{node.name}: NICs are {found}, the topology says {want}")
@@ -510,6 +509,10 @@ class VagrantProvider(Provider):
                 wait_until(lambda: not hostnet.pids_in(netns), timeout=15, what=f"processes in namespace {netns}")
                 hostnet.remove_namespace(netns)
                 removed.append(f"namespace {netns}")
+            sockets = RUNTIME_DIR / self.run
+            if sockets.exists():
+                shutil.rmtree(sockets)
+                removed.append(f"libvirt sockets {sockets}")
             libvirt_dir = self.state.dir / "libvirt"
             if libvirt_dir.exists():
                 shutil.rmtree(libvirt_dir)
@@ -580,7 +583,7 @@ class VagrantProvider(Provider):
             if rec.get(key) and _alive(rec[key]):
                 found.append(f"{key.split('_')[0]} pid {rec[key]}")
         for path in (self.state.dir / "libvirt", Path(rec.get("vagrant_dir", self.state.dir / "vagrant")),
-                     self.state.dir / "ssh"):
+                     self.state.dir / "ssh", RUNTIME_DIR / self.run):
             if path.exists():
                 found.append(f"directory {path}")
         if not rec.get("private"):
@@ -611,6 +614,16 @@ class VagrantProvider(Provider):
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+# Devices backed by hardware (virtio here), as opposed to bridges, taps, lo: name and MAC.
+PHYSICAL_NICS = "for d in /sys/class/net/*; do [ -e $d/device ] && echo ${d##*/} $(cat $d/address); done; true"
+
+
+def physical_nics(node: Node) -> dict[str, str]:
+    """The node's NICs (name -> MAC), bridges and other virtual devices left out."""
+    out = node.check(PHYSICAL_NICS)
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
 def kvm_probe() -> kvmprobe.KvmProbe:
