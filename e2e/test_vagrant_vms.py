@@ -25,7 +25,10 @@ INSECURE_KEY = Path("/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys
 
 
 @pytest.fixture(scope="module", autouse=True)
-def only_vagrant(testbed: Testbed) -> None:
+def only_vagrant(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> None:
+    if pytestconfig.getoption("provider") not in ("vagrant", "auto"):
+        pytest.skip("vagrant provider only (--provider vagrant)")
+    testbed: Testbed = request.getfixturevalue("testbed")  # auto: only once it is known what it picked
     if testbed.state.provider != "vagrant":
         pytest.skip("vagrant provider only")
 
