@@ -68,6 +68,10 @@ class LibvirtDriver:
         (prepare_instance_filter), the domain, then apply_instance_filter (a no-op).
         """
         name = instance["name"]
+        if not self.virt_type:
+            # Deferred at start-up: the image fetched for this first instance is the probe's kernel.
+            self.virt_type = probe_virt_type(str(self.instances_path)) or "qemu"
+            LOG.info("libvirt_type=%s (probed at the first instance)", self.virt_type)
         idir = self.instance_dir(name)
         idir.mkdir(parents=True, exist_ok=True)
         self.filter_instance(instance, network, rules or [])
@@ -195,7 +199,8 @@ def _probe_image(instances_path: str) -> tuple[Path, Path] | None:
 
 def probe_virt_type(instances_path: str, qemu: str = "qemu-system-x86_64",
                     timeout: float = KVM_PROBE_TIMEOUT, kvm_device: str = "/dev/kvm") -> str:
-    """``kvm`` only where a tiny guest really boots under KVM, ``qemu`` (TCG) otherwise.
+    """``kvm`` only where a tiny guest really boots under KVM, ``qemu`` (TCG) otherwise, and ""
+    when KVM is there but no image is cached to probe with yet.
 
     /dev/kvm alone proves nothing: on some hosts every stock kernel hangs under KVM right after
     decompression. So the cached guest kernel is booted with ``-accel kvm`` and must reach its
@@ -205,8 +210,9 @@ def probe_virt_type(instances_path: str, qemu: str = "qemu-system-x86_64",
         return "qemu"
     image = _probe_image(instances_path)
     if image is None:
-        LOG.warning("No cached kernel to probe KVM with; using qemu")
-        return "qemu"
+        # A fresh compute has no image yet (it fetches one at its first instance): ask again then.
+        LOG.info("No cached kernel to probe KVM with yet; probing at the first instance")
+        return ""
     kernel, ramdisk = image
     argv = [qemu, "-accel", "kvm", "-m", "128", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
             "-kernel", str(kernel), "-initrd", str(ramdisk), "-append", "console=ttyS0 panic=-1 loglevel=6"]
