@@ -14,6 +14,7 @@ import pytest
 
 from fixtures import expect, listings
 from fixtures.compare import assert_listing
+from fixtures.reuse import require_before_any_guest
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
@@ -27,6 +28,9 @@ def compute(request: pytest.FixtureRequest, testbed: Testbed) -> Node:
     if request.param >= len(computes):
         pytest.skip("the topology has one compute")
     node = computes[request.param]
+    # A reused testbed that has had guests cannot show §2.2: skip with the reason. On a fresh one,
+    # a bridge here means the compute changed before any guest, which is a failure.
+    require_before_any_guest(testbed)
     if node.run(["ip", "link", "show", "dev", testbed.topology.flat.bridge]).ok:
         pytest.fail(f"{node.name} has run a guest already; §2.2 is the compute before any")
     return node

@@ -6,6 +6,7 @@ the same path serves containers and VMs (where the Vagrantfile can run it too).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -49,31 +50,36 @@ def provision(node: Node, topo: Topology, progress: Callable[[str], None]) -> No
     progress(f"{node.name}: provisioned as {node.role} in {time.monotonic() - started:.1f} s")
 
 
-IMAGE_CACHE = "/var/lib/nova/instances/_base"
+# The controller's image store (nova-api serves it; computes download into their _base on first use).
 IMAGE_STORE = "/var/lib/nova/images"
 
 
-def image_meta(guest: GuestImage, name: str = "cirros") -> dict[str, Any]:
-    """How to boot the image, stored beside it as ``image.json``."""
+def _image_files(guest: GuestImage) -> dict[str, Path]:
+    """The files of the image under the names the store serves (kernel + ramdisk, or disk)."""
     files = {"kernel": guest.kernel, "ramdisk": guest.initrd, "disk": guest.disk}
+    return {name: Path(path) for name, path in files.items() if path is not None}
+
+
+def image_meta(guest: GuestImage, name: str = "cirros") -> dict[str, Any]:
+    """How to boot the image, stored beside it as ``image.json``; computes check the checksums."""
+    files = _image_files(guest)
     return {"name": name, "kind": guest.kind, "hash": guest.hash, "cmdline": guest.cmdline,
             "login_user": guest.login_user, "login_password": guest.login_password,
-            "files": sorted(k for k, v in files.items() if v is not None)}
+            "files": sorted(files),
+            "checksums": {n: hashlib.sha256(p.read_bytes()).hexdigest() for n, p in sorted(files.items())}}
 
 
-def push_guest_image(node: Node, guest: GuestImage, *, with_files: bool, name: str = "cirros") -> str:
-    """Register the guest image on a node unless it is there already; returns the remote directory.
+def push_guest_image(node: Node, guest: GuestImage, *, name: str = "cirros") -> str:
+    """Put the guest image into the controller's store unless it is there; returns the remote directory.
 
-    The controller's store (``/var/lib/nova/images/<hash>/``) gets the description the compute
-    API resolves ``--image cirros`` with; a compute's cache (``_base/<hash>/``) gets the files too
-    (``kernel`` + ``ramdisk``, or ``disk``), as nova's ``_base`` after a first fetch.
+    Only the controller gets the image (``/var/lib/nova/images/<hash>/``: its files and
+    ``image.json``, written last so a half-pushed image is never listed); each compute downloads
+    it from nova-api when it first boots it, into ``_base/<hash>/``, as nova's image cache.
     """
-    remote = f"{IMAGE_CACHE if with_files else IMAGE_STORE}/{guest.hash}"
+    remote = f"{IMAGE_STORE}/{guest.hash}"
     if node.exists(f"{remote}/image.json"):
         return remote
-    if with_files:
-        for remote_name, local in {"kernel": guest.kernel, "ramdisk": guest.initrd, "disk": guest.disk}.items():
-            if local is not None:
-                node.write_file(f"{remote}/{remote_name}", Path(local).read_bytes())
+    for remote_name, local in _image_files(guest).items():
+        node.write_file(f"{remote}/{remote_name}", local.read_bytes())
     node.write_file(f"{remote}/image.json", json.dumps(image_meta(guest, name), indent=2) + "\n")
     return remote

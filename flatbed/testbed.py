@@ -84,9 +84,8 @@ class Testbed:
         started = time.monotonic()
         self.state.save()
         self.provider.create(base)
-        provisioning.push_guest_image(self.controller, guest, with_files=False)
-        for node in self.topology.computes:
-            provisioning.push_guest_image(self.node(node.name), guest, with_files=True)
+        # Only the controller's store gets the image; computes fetch it from nova-api on first use.
+        provisioning.push_guest_image(self.controller, guest)
         # Controller first: computes register with its nova-network when they start.
         for node in self.topology.stack_nodes:
             provisioning.provision(self.node(node.name), self.topology, self.progress)

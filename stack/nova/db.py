@@ -90,7 +90,41 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (host, topic)
     );
     """,
-    # 3 — security groups (nova-compute's IptablesFirewallDriver): Essex's three tables, and the
+    # 3 — nova-api: Essex's task_state, key pair and user data of an instance, its network info
+    # cache (what nova-network allocated, so a restarted nova-api can finish a build), key pairs
+    # and the EC2 ids of images (s3_images: ami-%08x of an image uuid). vm_state takes Essex's
+    # lower-case values ('building', 'active', 'error', 'deleted'); the API maps them to statuses.
+    """
+    ALTER TABLE instances ADD COLUMN task_state TEXT;
+    ALTER TABLE instances ADD COLUMN key_name TEXT;
+    ALTER TABLE instances ADD COLUMN key_data TEXT;
+    ALTER TABLE instances ADD COLUMN user_data TEXT;
+    ALTER TABLE instances ADD COLUMN reservation_id TEXT;
+    ALTER TABLE instances ADD COLUMN availability_zone TEXT;
+    ALTER TABLE instances ADD COLUMN launched_at TEXT;
+    ALTER TABLE instances ADD COLUMN terminated_at TEXT;
+    UPDATE instances SET vm_state = lower(vm_state) WHERE vm_state IN ('ACTIVE', 'ERROR', 'DELETED');
+    UPDATE instances SET vm_state = 'building' WHERE vm_state = 'BUILD';
+    CREATE TABLE IF NOT EXISTS instance_info_caches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance_id INTEGER NOT NULL UNIQUE REFERENCES instances(id),
+        network_info TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS key_pairs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS s3_images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 4 — security groups (nova-compute's IptablesFirewallDriver): Essex's three tables, and the
     # `default` group every instance belongs to.
     """
     CREATE TABLE IF NOT EXISTS security_groups (

@@ -84,6 +84,18 @@ class Flags:
     compute_rpc_port: int = _flag(8781, "flatbed: port nova-compute serves its RPC on")
     # flatbed: the memory of every flavor, so that many guests fit a small host (0: the flavor's).
     flavor_memory_mb: int = _flag(0, "override the memory of every flavor, in MB")
+    # nova/service.py: where nova-api listens (the compute API and the metadata API).
+    osapi_compute_listen: str = _flag("0.0.0.0", "address the compute API (nova-api) binds")
+    osapi_compute_listen_port: int = _flag(8774, "port of the compute API; the nova CLI and computes use it")
+    metadata_listen: str = _flag("0.0.0.0", "address the metadata API binds")
+    metadata_listen_port: int = _flag(8775, "port the metadata API binds")
+    # nova/api/auth.py: trust X-Forwarded-For for the requester's address (off, as Essex).
+    use_forwarded_for: bool = _flag(False, "take the metadata requester from X-Forwarded-For")
+    # nova/flags.py: the one availability zone of every service.
+    node_availability_zone: str = _flag("nova", "availability zone of this node")
+    # Essex: glance-api's port. flatbed: nova-api serves its image store there for the computes.
+    glance_port: int = _flag(9292, "port of the image store (nova-api) the computes fetch images from")
+    image_store_path: str = _flag("$state_path/images", "flatbed: the controller's image store")
 
     @property
     def sqlite_path(self) -> str:

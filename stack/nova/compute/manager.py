@@ -6,6 +6,10 @@ creates br100 on the flat interface, without an IP, when the first instance arri
 filters the instance first (nwfilter + iptables chains, ``nova/virt/libvirt/firewall.py``).
 The caller (the compute API on the controller) passes the instance, its network info and its
 security-group rules, since this node has no database of its own.
+
+The image comes from the controller's store on first use (``image_url``) and stays cached in
+``<instances_path>/_base/<hash>/``. ``run_instance`` of a domain that already runs only reports it:
+a restarted nova-api re-sends the builds it had not seen finish.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from nova.flags import Flags
 from nova.network import linux_net
+from nova.virt import images
 from nova.virt.libvirt.connection import LibvirtDriver
 
 LOG = logging.getLogger("nova.compute.manager")
@@ -50,16 +55,24 @@ class ComputeManager:
         return Path(self.flags.instances_path) / IMAGE_CACHE / image_hash
 
     def run_instance(self, instance: dict[str, Any], network: dict[str, Any], image: str,
-                     rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Plug, filter, define and start the domain; returns the power state.
+                     image_url: str | None = None, rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Fetch the image if needed, plug, filter, define and start the domain; returns the power state.
 
         ``rules`` are the security-group rules of the instance's groups (``instance``'s
         ``security_groups``, default ``["default"]``), as the compute API read them.
         """
         with self._lock:
+            if self.driver.is_running(instance["name"]):
+                LOG.info("Instance %s already runs; reporting it", instance["name"])
+                return {"running": True}
             image_dir = self.image_dir(image)
-            if not (image_dir / "image.json").exists():
-                raise ComputeError(f"image {image} is not in this node's cache {image_dir}")
+            if not images.cached(image_dir):
+                if not image_url:
+                    raise ComputeError(f"image {image} is not in this node's cache {image_dir}")
+                try:
+                    images.fetch_to_base(image_url, image_dir)
+                except (images.ImageFetchError, OSError, ValueError) as e:
+                    raise ComputeError(f"cannot fetch image {image}: {e}") from None
             LOG.info("Starting instance %s (%s) on %s", instance["name"], network["address"], network["bridge"])
             try:
                 self._plug(network)

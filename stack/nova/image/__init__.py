@@ -1,0 +1,1 @@
+"""The controller's image store (Essex: glance) and its HTTP face for the computes."""
