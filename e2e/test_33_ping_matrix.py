@@ -2,7 +2,9 @@
 
 Two guests, A on the first compute and B on the second (the session's ``guest_pair``). Each case
 checks its outcome *and* the document's reason for it, with a witness that does not depend on
-timing (``fixtures/expect.py`` derives outcome and reason from the topology):
+timing (``fixtures/expect.py`` derives outcome and reason from the topology). An accepted ping's
+first echo is NEW to conntrack and meets the deciding rule; the rest of it is ESTABLISHED. A
+dropped echo never becomes a connection, so each one meets the DROP.
 
 - §3.3 the controller pings A ✓: its source, the flat gateway, is in the flat subnet — the
   ``-s <cidr> -j ACCEPT`` rule of A's instance chain on A's compute counts the echoes;
@@ -71,7 +73,7 @@ def test_controller_pings_a_guest(controller: Node, a: Guest, topology: Topology
     with rule_deltas(a.compute, expect.Identity(a.id).chain) as deltas:
         ping = ping_node(controller, a.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
-        assert deltas()[why.decided_by] >= COUNT, f"{why.decided_by} did not count the echoes: {deltas()}"
+        assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"
 
 
 def test_own_compute_cannot_ping_its_guest(a: Guest, topology: Topology) -> None:
@@ -101,7 +103,7 @@ def test_guests_ping_each_other_across_computes(direction: str, a: Guest, b: Gue
     with rule_deltas(target.compute, expect.Identity(target.id).chain) as deltas:
         ping = ping_from_guest(shells[source.name], target.ip)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
-        assert deltas()[why.decided_by] >= COUNT, f"{why.decided_by} did not count the echoes: {deltas()}"
+        assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"
 
 
 def test_outside_host_cannot_ping_a_guest(outside: Node, controller: Node, a: Guest, topology: Topology) -> None:
