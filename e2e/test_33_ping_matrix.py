@@ -31,7 +31,7 @@ from fixtures import expect, listings
 from fixtures.compare import assert_listing
 from fixtures.guests import Guest, wait_pingable
 from fixtures.guestshell import GuestShell, guest_shell
-from fixtures.traffic import Ping, capturing, icmp_send_errno, ip_mib, parse_ping, ping_command, ping_node, rule_deltas
+from fixtures.traffic import capturing, icmp_send_errno, ip_mib, ping_node, rule_deltas
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
@@ -53,12 +53,6 @@ def b(guest_pair: list[Guest]) -> Guest:
 def shells(testbed: Testbed, a: Guest, b: Guest) -> Iterator[dict[str, GuestShell]]:
     with guest_shell(testbed, a) as in_a, guest_shell(testbed, b) as in_b:
         yield {a.name: in_a, b.name: in_b}
-
-
-def ping_from_guest(shell: GuestShell, ip: str, count: int = COUNT) -> Ping:
-    """busybox ping inside the guest, as the cirros user."""
-    status, out, err = shell.run(ping_command(ip, count))
-    return parse_ping(shell.guest.name, ip, status, out + err)
 
 
 def reach(topology: Topology, source: str, target: Guest) -> expect.Reach:
@@ -101,7 +95,7 @@ def test_guests_ping_each_other_across_computes(direction: str, a: Guest, b: Gue
     why = reach(topology, "guest", target)
     assert why.answered and why.decided_by
     with rule_deltas(target.compute, expect.Identity(target.id).chain) as deltas:
-        ping = ping_from_guest(shells[source.name], target.ip)
+        ping = shells[source.name].ping(target.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
         assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"
 
@@ -135,7 +129,7 @@ def test_guest_cannot_ping_the_outside_host(shells: dict[str, GuestShell], a: Gu
     mgmt, bridge = topology.management.interface, topology.flat.bridge
     before = ip_mib(controller)
     with capturing(controller, {bridge: (flow, True), mgmt: (f"icmp and host {dst} and host {a.ip}", False)}) as seen:
-        ping = ping_from_guest(shells[a.name], dst)
+        ping = shells[a.name].ping(dst, COUNT)
         dropped = ip_mib(controller)["InAddrErrors"] - before["InAddrErrors"]
     print(ping, *seen.values(), f"InAddrErrors +{dropped}", sep="\n")
     assert not ping.answered, f"{ping}\nexpected no answer: {why.reason}"
