@@ -33,7 +33,7 @@ def binaries(controller: Node) -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_guests(controller: Node, topology: Topology) -> None:
+def no_guests(document_start: None, controller: Node, topology: Topology) -> None:
     hosts = controller.read_file(expect.hostsfile_path(topology))
     if hosts.strip():
         pytest.fail(f"a guest exists already (hostsfile: {hosts.strip()!r}); §2.1 is the controller before any")

@@ -22,7 +22,7 @@ import pytest
 from fixtures.guests import wait_pingable
 from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
 
-pytestmark = pytest.mark.usefixtures("metadata_dnat")
+pytestmark = pytest.mark.usefixtures("document_start", "metadata_dnat")
 
 
 def test_boot_prints_build(guest, topology):

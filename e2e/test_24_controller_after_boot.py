@@ -21,6 +21,8 @@ from flatbed.node import Node
 from flatbed.topology import Topology
 from flatbed.waiters import wait_until
 
+pytestmark = pytest.mark.usefixtures("document_start")
+
 
 @dataclass(frozen=True)
 class ControllerState:

@@ -34,6 +34,8 @@ from flatbed.waiters import wait_until
 
 ICMP_RULE = "-p icmp -j ACCEPT"
 
+pytestmark = pytest.mark.usefixtures("document_start")
+
 
 @pytest.fixture(scope="module")
 def pair(guests: GuestManager, testbed: Testbed) -> list[Guest]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from flatbed.node import Node
     from flatbed.testbed import Testbed
 
+BUILD_TIMEOUT = 120  # nova boot -> ACTIVE (fixtures/timeouts.py has the suite's own)
 RELEASE_TIMEOUT = 30  # nova delete -> the fixed IP back in the pool (dhcp_release -> nova-dhcpbridge del)
 DEFAULT_STATE_PATH = "/var/lib/nova"
 
@@ -186,8 +187,12 @@ class Cloud:
         return [self.guest(s["ID"], fixed, hosts) for s in servers]
 
     def used_addresses(self) -> list[str]:
-        """Fixed IPs still associated with an instance (not back in the pool)."""
-        return [f.address for f in self.fixed_ips() if not f.reserved and not f.in_pool]
+        """Fixed IPs in use: allocated to an instance, or leased by dnsmasq.
+
+        A deallocated address that was never leased is not counted: it stays associated until
+        Essex's periodic disassociation (fixed_ip_disassociate_timeout) returns it by itself.
+        """
+        return [f.address for f in self.fixed_ips() if not f.reserved and (f.allocated or f.leased)]
 
     def instances_ever(self) -> int:
         """How many instances this controller's database has ever created, deleted ones included."""
@@ -214,18 +219,29 @@ class Cloud:
         result = self.controller.run(argv + [name], timeout=300)
         if not result.ok:
             raise FlatbedError(f"nova boot {name}: {(result.stderr or result.stdout).strip()}")
-        guest = self.guest(name)
+
+        # nova boot returns in BUILD; the guest is ready to use once ACTIVE (or failed: ERROR).
+        def built() -> GuestInfo | None:
+            guest = self.guest(name)
+            return guest if guest.status in ("ACTIVE", "ERROR") else None
+
+        guest = wait_until(built, timeout=BUILD_TIMEOUT, what=f"{name}: status ACTIVE",
+                           describe=lambda: f"status {self.guest(name).status}")
         if guest.status == "ERROR":
             raise FlatbedError(f"{name}: went to ERROR: {self.show(name).get('fault', 'no fault recorded')}")
         return guest
 
     def delete(self, name: str) -> GuestInfo:
-        """``nova delete`` and wait until the guest's address is back in the pool."""
+        """``nova delete`` and wait until the guest's address is back in the pool.
+
+        Only a leased address comes back at once (force_dhcp_release → dnsmasq's ``del``); one
+        that was never leased stays associated until Essex's periodic disassociation.
+        """
         guest = self.guest(name)
         result = self.controller.run(["nova", "delete", guest.uuid or name], timeout=180)
         if not result.ok:
             raise FlatbedError(f"nova delete {name}: {(result.stderr or result.stdout).strip()}")
-        if guest.ip and self.releases_on_delete:
+        if guest.ip and self.releases_on_delete and guest.lease == "leased":
             self.wait_released(guest.ip)
         return guest
 

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
-from types import FrameType
 
-from nova import flags, log, systemd
+from nova import service, systemd
 from nova.api.metadata import MetadataServer
 from nova.compute.api import ComputeAPI
 from nova.db import Database, DBError
@@ -34,25 +31,14 @@ from nova.network import linux_net
 from nova.rpc import RpcServer
 
 LOG = logging.getLogger("nova.service")
-USAGE = "usage: nova-api [--flagfile=PATH]"
 STOP_GRACE = 5  # seconds a stop waits for running instance tasks
 
 
-def _stop(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(f"caught {signal.Signals(signum).name}")
-
 
 def main(argv: list[str]) -> int:
-    flagfile, rest = flags.flagfile_from_argv(argv)
-    if rest:
-        print(USAGE if rest != ["--help"] else f"{USAGE}\n\nflags:\n{flags.help_text()}", file=sys.stderr)
-        return 0 if rest == ["--help"] else 2
-    try:
-        conf = flags.load(flagfile)
-    except flags.FlagError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    log.setup("nova-api", conf)
+    conf = service.start("nova-api", argv)
+    if isinstance(conf, int):
+        return conf
     LOG.info("Starting nova-api (version 2012.1, flatbed) on host %s", conf.host)
     servers = []
     try:
@@ -74,7 +60,7 @@ def main(argv: list[str]) -> int:
         for server in servers:
             server.server_close()
         return 1
-    signal.signal(signal.SIGTERM, _stop)
+    service.stop_on_sigterm()
     try:
         rpc_server = servers[0]
         threading.Thread(target=rpc_server.serve_forever, name="osapi", daemon=True).start()

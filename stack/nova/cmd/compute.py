@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
-import sys
 import threading
 import time
-from types import FrameType
 
-from nova import flags, log, rpc
+from nova import flags, rpc, service
 from nova.compute.manager import ComputeManager
 from nova.network import linux_net
 from nova.rpc import RpcServer
 from nova.virt.libvirt.connection import probe_virt_type
 
 LOG = logging.getLogger("nova.service")
-USAGE = "usage: nova-compute [--flagfile=PATH]"
 REGISTER_TIMEOUT = 120  # the controller's nova-network may still be starting
 
-
-def _stop(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(f"caught {signal.Signals(signum).name}")
 
 
 def register(conf: flags.Flags) -> None:
@@ -47,16 +40,9 @@ def register(conf: flags.Flags) -> None:
 
 
 def main(argv: list[str]) -> int:
-    flagfile, rest = flags.flagfile_from_argv(argv)
-    if rest:
-        print(USAGE if rest != ["--help"] else f"{USAGE}\n\nflags:\n{flags.help_text()}", file=sys.stderr)
-        return 0 if rest == ["--help"] else 2
-    try:
-        conf = flags.load(flagfile)
-    except flags.FlagError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    log.setup("nova-compute", conf)
+    conf = service.start("nova-compute", argv)
+    if isinstance(conf, int):
+        return conf
     if not conf.libvirt_type:
         conf = dataclasses.replace(conf, libvirt_type=probe_virt_type(conf.instances_path))
     LOG.info("Starting compute node (version 2012.1, flatbed) on host %s, libvirt_type=%s",
@@ -74,7 +60,7 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         LOG.error("cannot start: %s", exc)
         return 1
-    signal.signal(signal.SIGTERM, _stop)
+    service.stop_on_sigterm()
     try:
         # Serve first, then announce: the controller may call back as soon as it knows us.
         threading.Thread(target=server.serve_forever, name="rpc", daemon=True).start()

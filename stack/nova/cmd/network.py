@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
-from types import FrameType
 
-from nova import flags, log, systemd
+from nova import service, systemd
 from nova.db import Database, DBError
 from nova.network import linux_net
 from nova.network.iptables import IptablesError
@@ -26,11 +23,7 @@ from nova.rpc import RpcServer
 LOG = logging.getLogger("nova.service")
 
 FLAT_DHCP_MANAGER = "nova.network.manager.FlatDHCPManager"
-USAGE = "usage: nova-network [--flagfile=PATH]"
 
-
-def _stop(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(f"caught {signal.Signals(signum).name}")
 
 
 def _start_periodic_tasks(manager: FlatDHCPManager, interval: int) -> None:
@@ -46,19 +39,12 @@ def _start_periodic_tasks(manager: FlatDHCPManager, interval: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    flagfile, rest = flags.flagfile_from_argv(argv)
-    if rest:
-        print(USAGE if rest != ["--help"] else f"{USAGE}\n\nflags:\n{flags.help_text()}", file=sys.stderr)
-        return 0 if rest == ["--help"] else 2
-    try:
-        conf = flags.load(flagfile)
-    except flags.FlagError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    log.setup("nova-network", conf)
+    conf = service.start("nova-network", argv)
+    if isinstance(conf, int):
+        return conf
     if conf.network_manager != FLAT_DHCP_MANAGER:
-        LOG.error("%s: --network_manager=%s is not implemented here; only %s is",
-                  flagfile, conf.network_manager, FLAT_DHCP_MANAGER)
+        LOG.error("--network_manager=%s is not implemented here; only %s is",
+                  conf.network_manager, FLAT_DHCP_MANAGER)
         return 1
     LOG.info("Starting network node (version 2012.1, flatbed) on host %s", conf.host)
     try:
@@ -74,7 +60,7 @@ def main(argv: list[str]) -> int:
     except (OSError, DBError) as exc:
         LOG.error("cannot start: %s", exc)
         return 1
-    signal.signal(signal.SIGTERM, _stop)
+    service.stop_on_sigterm()
     try:
         manager.init_host()
         _start_periodic_tasks(manager, conf.periodic_interval)
