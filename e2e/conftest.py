@@ -29,3 +29,17 @@ def guest_pair(testbed: Testbed) -> Iterator[list[Guest]]:
         yield pair
     finally:
         manager.delete_all()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Work that runs beside the session (a module's own testbed in a subprocess) starts as soon as
+    # the tests are known: a selected module may define start_in_background(config).
+    if session.config.option.collectonly:
+        return
+    started = set()
+    for item in session.items:
+        module = getattr(item, "module", None)
+        start = getattr(module, "start_in_background", None)
+        if start and module not in started:
+            started.add(module)
+            start(session.config)
