@@ -80,11 +80,13 @@ def test_ip_a(controller: Node, topology: Topology) -> None:
 
 def test_brctl_show(controller: Node, topology: Topology) -> None:
     eth2_mac = topology.controller.macs[topology.flat.interface]
-    assert_listing(expect.controller_brctl(topology, eth2_mac), listings.brctl_show(controller), "brctl show")
+    bridges = listings.as_document(listings.brctl_show(controller), "brctl", topology)
+    assert_listing(expect.controller_brctl(topology, eth2_mac), bridges, "brctl show")
 
 
 def test_route_n(controller: Node, topology: Topology) -> None:
-    assert_listing(expect.controller_routes(topology), listings.route_n(controller), "route -n")
+    assert_listing(expect.controller_routes(topology),
+                   listings.as_document(listings.route_n(controller), "route", topology), "route -n")
 
 
 def test_dnsmasq_processes(controller: Node, topology: Topology) -> None:

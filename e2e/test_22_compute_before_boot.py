@@ -53,7 +53,8 @@ def test_no_bridge_and_eth2_bare(compute: Node, topology: Topology) -> None:
 
 
 def test_route_n(compute: Node, topology: Topology) -> None:
-    assert_listing(expect.compute_routes(topology), listings.route_n(compute), f"{compute.name}: route -n")
+    assert_listing(expect.compute_routes(topology), listings.as_document(listings.route_n(compute), "route", topology),
+                   f"{compute.name}: route -n")
 
 
 def test_libvirt_has_no_domain_network_or_nova_filter(compute: Node) -> None:

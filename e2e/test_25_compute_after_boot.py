@@ -7,6 +7,9 @@ One guest on each compute (ids n and n+1: chains ``inst-<decimal id>``, names he
 - libvirt: the nwfilters nova-base & co. and the instance's filter referencing nova-base; the
   domain's ``<filterref>`` with IP, DHCPSERVER, PROJNET, PROJMASK; the tap on br100 shows the
   guest's MAC with ``fe:``; br100 has no address;
+- the instance directory holds ``libvirt.xml`` (the NIC's MAC) and ``console.log``, which shows
+  the document's boot in order: the lease, ``adding dns <gateway>``, cloud-setup's success at the
+  first try with ``iid=i-<hex id>``, the public-keys 404, dropbear, cloud-final and ``local-ipv4``;
 - the controller pings a guest; its own compute's ping is dropped in OUTPUT by the instance
   chain's sg-fallback (shown by the rule counters) — until ``nova secgroup-add-rule default icmp
   -1 -1 0.0.0.0/0`` refreshes the running guests' chains; deleting the rule restores the
@@ -21,8 +24,9 @@ from __future__ import annotations
 import pytest
 
 from fixtures import expect, listings
-from fixtures.compare import assert_listing
+from fixtures.compare import assert_lines_in_order, assert_listing
 from fixtures.guests import Guest, GuestManager, ping, wait_pingable
+from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
@@ -44,13 +48,18 @@ def pair(guests: GuestManager, testbed: Testbed) -> list[Guest]:
     return booted
 
 
+def compute_listing(node: Node, topo: Topology) -> list[str]:
+    """``iptables -S`` of a compute as the document shows it (libvirt's virbr0 rules omitted, by name)."""
+    return listings.as_document(listings.iptables(node, "filter"), "iptables", topo)
+
+
 def own_listing(topo: Topology, guest: Guest, sg_rules: tuple[str, ...] = ()) -> list[str]:
     return expect.compute_filter(topo, [(guest.id, guest.ip)], sg_rules)
 
 
 def test_each_compute_lists_its_own_instance(pair: list[Guest], topology: Topology) -> None:
     for guest in pair:
-        listing = listings.iptables(guest.compute, "filter")
+        listing = compute_listing(guest.compute, topology)
         print(f"--- {guest.compute.name} ({guest.instance_name}, {guest.ip})", *listing, sep="\n")
         assert_listing(own_listing(topology, guest), listing, f"{guest.compute.name}: iptables -S")
 
@@ -88,6 +97,32 @@ def test_domain_filterref_and_tap(pair: list[Guest], topology: Topology) -> None
         assert links[topology.flat.interface].master == topology.flat.bridge
 
 
+def test_instance_dir_holds_libvirt_xml_and_console_log(pair: list[Guest], topology: Topology) -> None:
+    """The vnet's MAC comes from ``libvirt.xml`` in the instance directory; ``console.log`` beside it."""
+    for guest in pair:
+        directory = f"{guest.instances_path}/{guest.instance_name}"
+        import xml.etree.ElementTree as ET
+
+        mac = ET.fromstring(guest.compute.read_file(f"{directory}/libvirt.xml")).find("devices/interface/mac")
+        assert mac is not None and mac.get("address") == guest.mac, (
+            f"{directory}/libvirt.xml does not give the NIC nova's MAC {guest.mac}")
+        assert guest.compute.exists(guest.console_log)
+
+
+def test_console_shows_the_documents_boot(pair: list[Guest], topology: Topology) -> None:
+    """The document's console.log, line by line in order: udhcpc's lease, ``adding dns <gateway>``,
+    the metadata at the first try with the EC2 id, the public-keys 404, dropbear, cloud-final's
+    banner and the instance's identity (cirros 0.3's and our busybox's wording both accepted)."""
+    for guest in pair:
+        identity = expect.Identity(guest.id)
+        assert (guest.instance_name, guest.ec2_id) == (identity.instance_name, identity.ec2_id)
+        guest.wait_for_console(r"(?m)^  local-ipv4 : ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-final's lines")
+        lines = expect.console_network(topology, guest.ip) + expect.console_metadata(topology, guest.ip,
+                                                                                     identity.ec2_id)
+        assert_lines_in_order([(line.name, line.pattern) for line in lines], guest.console(),
+                              f"{guest.compute.name}: {guest.console_log}")
+
+
 def _compute_pings(guest: Guest) -> dict[str, int]:
     """Ping the guest from its own compute; how many packets each rule of its chain matched."""
     chain = f"nova-compute-inst-{guest.id}"
@@ -110,7 +145,7 @@ def test_secgroup_icmp_rule_refreshes_running_guests(pair: list[Guest], controll
     controller.check(["nova", "secgroup-add-rule", "default", "icmp", "-1", "-1", "0.0.0.0/0"])
     try:
         for guest in pair:
-            assert_listing(own_listing(topology, guest, (ICMP_RULE,)), listings.iptables(guest.compute, "filter"),
+            assert_listing(own_listing(topology, guest, (ICMP_RULE,)), compute_listing(guest.compute, topology),
                            f"{guest.compute.name}: iptables -S with the icmp rule")
         # The compute's ping now passes its OUTPUT (it still gets no answer: the compute has no
         # route into the flat network but its default gateway, which does not route there).
@@ -120,7 +155,7 @@ def test_secgroup_icmp_rule_refreshes_running_guests(pair: list[Guest], controll
     finally:
         controller.check(["nova", "secgroup-delete-rule", "default", "icmp", "-1", "-1", "0.0.0.0/0"])
     for guest in pair:
-        assert_listing(own_listing(topology, guest), listings.iptables(guest.compute, "filter"),
+        assert_listing(own_listing(topology, guest), compute_listing(guest.compute, topology),
                        f"{guest.compute.name}: iptables -S after deleting the rule")
 
 
@@ -144,7 +179,7 @@ def test_delete_leaves_the_compute_clean(pair: list[Guest], guests: GuestManager
         guests.delete(guest)
     for guest in pair:
         node = guest.compute
-        assert_listing(expect.compute_filter(topology, []), listings.iptables(node, "filter"),
+        assert_listing(expect.compute_filter(topology, []), compute_listing(node, topology),
                        f"{node.name}: iptables -S after deleting {guest.name}")
         assert "nova-instance-" not in node.check(["virsh", "nwfilter-list"])
         assert node.check(["virsh", "list", "--all", "--name"]).strip() == ""

@@ -69,12 +69,16 @@ def plug(switch: str, bridge: str, port: str, node_ns: str, nic: str, mac: str) 
         ns.link("set", index=ns.link_lookup(ifname=nic)[0], address=mac)
 
 
-def configure_host(namespace: str, nic: str, address: str, prefixlen: int) -> None:
-    """Give a plain namespace host (the outside host) its address; no default route, no forwarding."""
+def configure_host(namespace: str, nic: str, address: str, prefixlen: int,
+                   routes: tuple[tuple[str, str], ...] = ()) -> None:
+    """Give a plain namespace host (the outside host) its address and ``routes`` ((cidr, via), all
+    inside the testbed); no default route, no forwarding."""
     with NetNS(namespace) as ns:
         idx = ns.link_lookup(ifname=nic)[0]
         ns.addr("add", index=idx, address=address, prefixlen=prefixlen)
         ns.link("set", index=idx, state="up")
+        for cidr, via in routes:
+            ns.route("add", dst=cidr, gateway=via, oif=idx)
 
 
 def pids_in(namespace: str) -> list[int]:

@@ -10,7 +10,7 @@ import pytest
 from test_stack_linux_net import DOCUMENT_DNSMASQ
 
 from fixtures import expect
-from fixtures.compare import assert_listing, listing_diff, normalise
+from fixtures.compare import assert_lines_in_order, assert_listing, lines_in_order, listing_diff, normalise
 from flatbed.topology import DEFAULT_TOPOLOGY, Topology
 from flatbed.topology import load as load_topology
 
@@ -111,3 +111,128 @@ def test_sd_notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("NOTIFY_SOCKET", str(path))
         assert systemd.notify() is True
         assert server.recv(64) == b"READY=1"
+
+
+# --- the comparator, one fault at a time, on the document's own listing ---------------------------
+
+@pytest.fixture
+def filter_listing(topo: Topology) -> list[str]:
+    return expect.controller_filter(topo)
+
+
+def report_lines(diff: str | None) -> list[str]:
+    assert diff is not None, "the comparator saw no difference"
+    return diff.split("\n--- expected")[0].splitlines()
+
+
+def test_comparator_names_a_missing_line(filter_listing: list[str]) -> None:
+    gone = "-A nova-network-INPUT -i br100 -p udp -m udp --dport 53 -j ACCEPT"
+    assert report_lines(listing_diff(filter_listing, [x for x in filter_listing if x != gone])) == [
+        f"missing:    {gone}"]
+
+
+def test_comparator_names_an_extra_line(filter_listing: list[str]) -> None:
+    added = "-A nova-network-FORWARD -i eth1 -j ACCEPT"
+    at = filter_listing.index("-A nova-network-FORWARD -o br100 -j ACCEPT") + 1
+    assert report_lines(listing_diff(filter_listing, filter_listing[:at] + [added] + filter_listing[at:])) == [
+        f"extra:      {added}"]
+
+
+def test_comparator_names_a_misordered_line(filter_listing: list[str]) -> None:
+    # nova-api applied after nova-network: its INPUT jump first (the document has it second).
+    first, second = "-A INPUT -j nova-network-INPUT", "-A INPUT -j nova-api-INPUT"
+    swapped = list(filter_listing)
+    i, j = swapped.index(first), swapped.index(second)
+    swapped[i], swapped[j] = second, first
+    report = report_lines(listing_diff(filter_listing, swapped))
+    assert report in ([f"misordered: {first}"], [f"misordered: {second}"])
+
+
+def test_comparator_shows_both_listings(filter_listing: list[str]) -> None:
+    diff = listing_diff(filter_listing, filter_listing[:-1])
+    assert diff is not None
+    expected, actual = diff.split("\n--- expected\n")[1].split("\n--- actual\n")
+    assert expected.splitlines() == filter_listing and actual.splitlines() == filter_listing[:-1]
+
+
+def test_lines_in_order_names_missing_and_misordered() -> None:
+    text = "a 1\nb 2\nc 3\n"
+    assert lines_in_order([("a", r"^a \d$"), ("c", r"^c")], text) is None
+    missing = lines_in_order([("a", r"^a"), ("z", r"^z$")], text)
+    assert missing is not None and missing.splitlines()[0] == "missing:    'z' /^z$/"
+    assert "found:      'a' on line 1" in missing
+    misordered = lines_in_order([("c", r"^c"), ("a", r"^a")], text)
+    assert misordered is not None and misordered.splitlines()[0] == (
+        "misordered: 'a' is on line 1, before the previous match")
+    with pytest.raises(AssertionError, match="console lacks a line the document shows:\nmissing:    'z'"):
+        assert_lines_in_order([("z", "^z$")], text, "console")
+
+
+# --- the named omissions ------------------------------------------------------------------------
+
+def test_document_view_drops_virbr0_and_vagrants_nic_by_name(topo: Topology) -> None:
+    routes = ["Kernel IP routing table", "Destination Gateway Genmask Flags Metric Ref Use Iface",
+              "0.0.0.0 192.168.121.1 0.0.0.0 UG 0 0 0 eth0",
+              "0.0.0.0 192.168.56.101 0.0.0.0 UG 100 0 0 eth1",
+              "192.168.121.0 0.0.0.0 255.255.255.0 U 0 0 0 eth0",
+              "192.168.122.0 0.0.0.0 255.255.255.0 U 0 0 0 virbr0"]
+    kept, dropped = expect.document_view(routes, "route", topo)
+    assert kept == routes[:2] + [routes[3]]
+    assert dropped == [f"[vagrant-management-nic] {routes[2]}", f"[vagrant-management-nic] {routes[4]}",
+                       f"[virbr0] {routes[5]}"]
+    rules = ["-N LIBVIRT_INP", "-A INPUT -j LIBVIRT_INP", "-A FORWARD -j nova-filter-top",
+             "-A LIBVIRT_INP -i virbr0 -p udp -m udp --dport 53 -j ACCEPT", "-A FORWARD -i virbr0 -o virbr0 -j ACCEPT",
+             "-A POSTROUTING -s 192.168.122.0/24 -d 224.0.0.0/24 -j RETURN",
+             "-A nova-compute-local -d 10.0.0.2/32 -j nova-compute-inst-9"]
+    kept, dropped = expect.document_view(rules, "iptables", topo)
+    assert kept == [rules[2], rules[6]] and len(dropped) == 5
+    bridges = ["bridge name\tbridge id\t\tSTP enabled\tinterfaces", "br100\t\t8000.0800278f87fa\tno\t\teth2",
+               "\t\t\t\t\t\t\tvnet0", "virbr0\t\t8000.525400000001\tyes\t\tvirbr0-nic", "\t\t\t\t\t\t\tvnet9"]
+    kept, dropped = expect.document_view(bridges, "brctl", topo)
+    assert kept == bridges[:3] and [d.split()[0] for d in dropped] == ["[virbr0]", "[virbr0]"]
+
+
+def test_no_omission_hides_a_topology_interface(tmp_path: Path) -> None:
+    # A topology whose management NIC is eth0: Vagrant's omission must not drop its lines.
+    text = (REPO / "topologies" / "default.toml").read_text().replace('interface = "eth1"', 'interface = "eth0"')
+    path = tmp_path / "eth0.toml"
+    path.write_text(text)
+    topo = load_topology(path)
+    assert [o.name for o in expect.omissions(topo)] == ["virbr0"]
+    line = "0.0.0.0 192.168.56.101 0.0.0.0 UG 100 0 0 eth0"
+    assert expect.document_view([line], "route", topo) == ([line], [])
+    with pytest.raises(ValueError, match="unknown listing kind 'ip'"):
+        expect.document_view([], "ip", topo)
+
+
+# --- who reaches a guest ------------------------------------------------------------------------
+
+def test_ping_reasons_follow_allow_same_net_traffic(topo: Topology) -> None:
+    nine = expect.Identity(9)
+    ctl = expect.ping_guest_from(topo, "controller", nine)
+    assert ctl.answered and ctl.decided_by == "-A nova-compute-inst-9 -s 10.0.0.0/24 -j ACCEPT"
+    own = expect.ping_guest_from(topo, "own-compute", nine)
+    assert not own.answered and own.decided_by == "-A nova-compute-inst-9 -j nova-compute-sg-fallback"
+    assert "EPERM" in own.reason
+    outside = expect.ping_guest_from(topo, "outside", nine)
+    assert not outside.answered and outside.decided_by is None and "ip_forward=0" in outside.reason
+    strict = load_topology(REPO / "topologies" / "no-same-net.toml")
+    for source in ("controller", "guest"):
+        reach = expect.ping_guest_from(strict, source, nine)
+        assert not reach.answered and reach.decided_by == "-A nova-compute-inst-9 -j nova-compute-sg-fallback"
+    with pytest.raises(ValueError, match="unknown ping source"):
+        expect.ping_guest_from(topo, "moon", nine)
+
+
+def test_cloud_setup_failures() -> None:
+    console = ("cloud-setup: checking http://169.254.169.254/2009-04-04/meta-data/instance-id\n"
+               "wget: can't connect to remote host (169.254.169.254): Connection refused\n"
+               "cloud-setup: failed 1/30: up 5.77. request failed\n"
+               "cloud-setup: failed 2/30: up 6.84. request failed\n"
+               "cloud-setup: failed 3/30: up 7.10. iid had x-1\n")
+    assert expect.cloud_setup_failures(console) == [1, 2]
+
+
+def test_outside_routes_send_the_flat_range_to_the_controller(topo: Topology) -> None:
+    assert expect.outside_routes(topo)[2:] == ["10.0.0.0 192.168.56.200 255.255.255.0 UG 0 0 0 eth1",
+                                              "192.168.56.0 0.0.0.0 255.255.255.0 U 0 0 0 eth1"]

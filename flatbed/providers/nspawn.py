@@ -5,7 +5,8 @@ Layout of one testbed ``<run>``:
 - namespace ``<run>-<node>`` per node, with veths ``eth1``/``eth2`` whose peers are bridge ports;
 - per stack node, a container booted from the base root through an overlay whose upper dir is
   in the testbed directory, in cgroups ``flatbed/<run>-<node>``;
-- the outside host is a plain namespace holding the management gateway address.
+- the outside host is a plain namespace holding the management gateway address, with a route
+  of the flat range via the controller.
 
 The machine notes explain each nspawn option; the short version is in ``_nspawn_argv``.
 """
@@ -140,8 +141,11 @@ class NspawnProvider(Provider):
             if node.role != "outside":
                 hostnet.plug(switch, BRIDGES["flat"], f"n{i}f", ns, topo.flat.interface,
                              node.macs[topo.flat.interface])
+        # The document's host machine routes the flat range via the controller (§3.6: pings from
+        # outside reach the controller, which does not forward them).
         hostnet.configure_host(self._netns(topo.outside.name), topo.management.interface,
-                               str(topo.outside.address), topo.management.cidr.prefixlen)
+                               str(topo.outside.address), topo.management.cidr.prefixlen,
+                               routes=((str(topo.flat.cidr), str(topo.controller.address)),))
         self.progress(f"switch and {len(topo.nodes)} node namespaces wired in {time.monotonic() - started:.1f} s")
 
         for node in topo.stack_nodes:

@@ -1,0 +1,150 @@
+"""``allow_same_net_traffic = false`` (reference §11): the same deployment with the flag off.
+
+The flag lives in the topology, so this module brings up a second testbed from
+``topologies/no-same-net.toml`` (fixtures/variants.py; the session's own when it runs that file).
+The document says "only 10.0.0.1 could ping the guest then"; the code (Essex's
+IptablesFirewallDriver) drops even that: the instance chain simply loses its same-subnet rule.
+
+Steps:
+- boot two guests, one per compute; on a fresh testbed they are the document's instance 9 and
+  10 (``instance-00000009``/``i-00000009``/``inst-9``, then ``instance-0000000a``/``i-0000000a``/
+  ``inst-10``);
+- DHCP still works (each console shows its lease: the DHCP server's accept rule stays) and so does
+  the metadata service (cloud-setup succeeds at the first try: its reply returns as ESTABLISHED);
+- each compute's ``iptables -S`` is the document's listing without ``-s <cidr> -j ACCEPT``, and the
+  domain's ``<filterref>`` has no PROJNET/PROJMASK;
+- the controller's ping is dropped: the guest's ``sg-fallback`` jump counts every echo;
+- guest ↔ guest is dropped too: logged in over SSH (opened with a ``tcp 22`` rule in the default
+  group, the way a user of this flag must), A's busybox ping of B meets B's ``sg-fallback``.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import pytest
+
+from fixtures import expect, listings
+from fixtures.cli import REPO
+from fixtures.compare import assert_lines_in_order, assert_listing
+from fixtures.guests import Guest, GuestManager
+from fixtures.guestshell import GuestShell, guest_shell
+from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
+from fixtures.traffic import ping_node, rule_deltas
+from fixtures.variants import goes_away, own_testbed
+from flatbed.cloud import Cloud
+from flatbed.testbed import Testbed
+
+VARIANT = REPO / "topologies" / "no-same-net.toml"
+SSH_RULE = ("tcp", "22", "22", "0.0.0.0/0")
+COUNT = 3
+
+
+@pytest.fixture(scope="module")
+def bed(request: pytest.FixtureRequest) -> Iterator[Testbed]:
+    yield from own_testbed(request, VARIANT)
+
+
+@pytest.fixture(scope="module")
+def fresh(bed: Testbed) -> bool:
+    """Whether no guest was ever booted on the variant's testbed (before this module's)."""
+    return Cloud(bed).instances_ever() == 0
+
+
+@pytest.fixture(scope="module")
+def pair(request: pytest.FixtureRequest, bed: Testbed, fresh: bool) -> Iterator[list[Guest]]:
+    """Guest A on the first compute, B on the second, both leased; deleted unless the testbed goes."""
+    manager = GuestManager(bed)
+    try:
+        guests = [manager.boot(name, compute=node.name)
+                  for name, node in zip(("cirros", "cirros2"), bed.topology.computes[:2], strict=True)]
+        for guest in guests:
+            guest.wait_for_lease()
+        yield guests
+    finally:
+        if not goes_away(request, bed):
+            manager.delete_all()
+
+
+@pytest.fixture(scope="module")
+def ssh_opened(request: pytest.FixtureRequest, bed: Testbed, pair: list[Guest]) -> Iterator[None]:
+    """``nova secgroup-add-rule default tcp 22 22 0.0.0.0/0``, deleted again unless the testbed goes."""
+    bed.controller.check(["nova", "secgroup-add-rule", "default", *SSH_RULE])
+    try:
+        yield
+    finally:
+        if not goes_away(request, bed):
+            bed.controller.check(["nova", "secgroup-delete-rule", "default", *SSH_RULE])
+
+
+def test_the_flag_is_off_in_nova_conf(bed: Testbed) -> None:
+    for node in bed.topology.stack_nodes:
+        conf = bed.node(node.name).read_file("/etc/nova/nova.conf")
+        assert re.search(r"(?m)^--allow_same_net_traffic=false$", conf), f"{node.name}: nova.conf lacks the flag"
+
+
+def test_guests_are_the_documents_9_and_10(pair: list[Guest], fresh: bool, bed: Testbed) -> None:
+    if not fresh:
+        pytest.skip(f"testbed {bed.run_id} had guests before this module: instance ids have moved on")
+    first = bed.topology.first_instance_id
+    for guest, number in zip(pair, (first, first + 1), strict=True):
+        names = expect.Identity(number)
+        assert (guest.id, guest.instance_name, guest.ec2_id) == (number, names.instance_name, names.ec2_id)
+        assert guest.ip == expect.nth_address(bed.topology, number - first)
+        assert f"-N {names.chain}" in listings.iptables(guest.compute, "filter")
+
+
+def test_dhcp_and_metadata_still_work(pair: list[Guest], bed: Testbed) -> None:
+    for guest in pair:
+        guest.wait_for_console(r"(?m)^  local-ipv4 : ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-final's lines")
+        lines = expect.console_network(bed.topology, guest.ip) + expect.console_metadata(
+            bed.topology, guest.ip, guest.ec2_id)
+        assert_lines_in_order([(line.name, line.pattern) for line in lines], guest.console(),
+                              f"{guest.name}'s console with allow_same_net_traffic=false")
+
+
+def test_instance_chains_have_no_same_subnet_rule(pair: list[Guest], bed: Testbed) -> None:
+    topo = bed.topology
+    same_net = f"-s {expect.net(str(topo.flat.cidr))} -j ACCEPT"
+    for guest in pair:
+        listing = listings.as_document(listings.iptables(guest.compute, "filter"), "iptables", topo)
+        print(f"--- {guest.compute.name}", *listing, sep="\n")
+        assert not [line for line in listing if line.endswith(same_net)], f"a same-subnet rule remains: {same_net}"
+        assert_listing(expect.compute_filter(topo, [(guest.id, guest.ip)]), listing,
+                       f"{guest.compute.name}: iptables -S")
+        nic = ET.fromstring(guest.compute.check(["virsh", "dumpxml", guest.instance_name])).find("devices/interface")
+        params = {p.get("name"): p.get("value") for p in nic.find("filterref").findall("parameter")}
+        assert params == expect.filter_parameters(topo, guest.ip) == {"IP": guest.ip, "DHCPSERVER": str(
+            topo.flat.gateway)}
+
+
+def test_controller_cannot_ping_a_guest(pair: list[Guest], bed: Testbed) -> None:
+    guest = pair[0]
+    why = expect.ping_guest_from(bed.topology, "controller", expect.Identity(guest.id))
+    assert not why.answered and why.decided_by
+    with rule_deltas(guest.compute, expect.Identity(guest.id).chain) as deltas:
+        ping = ping_node(bed.controller, guest.ip, COUNT)
+        matched = deltas()
+    print(ping)
+    assert not ping.answered, f"{ping}\nexpected no answer: {why.reason}"
+    assert matched[why.decided_by] >= COUNT, f"{why.decided_by} did not drop the echoes: {matched}"
+
+
+@pytest.fixture(scope="module")
+def shell_in_a(bed: Testbed, pair: list[Guest], ssh_opened: None) -> Iterator[GuestShell]:
+    with guest_shell(bed, pair[0]) as shell:
+        yield shell
+
+
+def test_guests_cannot_ping_each_other(pair: list[Guest], shell_in_a: GuestShell, bed: Testbed) -> None:
+    a, b = pair
+    why = expect.ping_guest_from(bed.topology, "guest", expect.Identity(b.id))
+    assert not why.answered and why.decided_by
+    with rule_deltas(b.compute, expect.Identity(b.id).chain) as deltas:
+        ping = shell_in_a.ping(b.ip, COUNT)
+        matched = deltas()
+    print(ping)
+    assert not ping.answered, f"{ping}\nexpected no answer: {why.reason}"
+    assert matched[why.decided_by] >= COUNT, f"{why.decided_by} did not drop the echoes: {matched}"
