@@ -13,6 +13,7 @@ from flatbed import hostnet, state
 from flatbed.providers.nspawn import CGROUP_PARENT, CGROUP_ROOTS
 
 RUN_TAG = re.compile(rf"^{state.RUN_PREFIX}[0-9a-f]{{6}}-")
+RUN_ID = re.compile(rf"^{state.RUN_PREFIX}[0-9a-f]{{6}}$")
 
 
 def scan() -> list[str]:
@@ -36,6 +37,11 @@ def scan() -> list[str]:
         mountpoint = line.split()[4]
         if mountpoint.startswith(root + "/"):
             note(mountpoint[len(root) + 1:].split("/")[0], f"mount {mountpoint}")
+    runtime = Path("/run/flatbed")  # the vagrant provider's private libvirtd sockets
+    if runtime.is_dir():
+        for entry in sorted(runtime.iterdir()):
+            if RUN_ID.match(entry.name):
+                note(entry.name, f"runtime directory {entry}")
     for st in state.list_testbeds():
         note(st.run_id, f"state file {st.dir / 'state.json'} ({st.status})")
     return found

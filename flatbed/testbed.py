@@ -49,14 +49,16 @@ class Testbed:
     @classmethod
     def up(cls, topo: Topology, provider_name: str = "auto", *, mirror: str | None = None,
            cirros_image: Path | None = None, keep_on_failure: bool = False,
-           progress: Callable[[str], None] = default_progress) -> Testbed:
+           progress: Callable[[str], None] = default_progress,
+           provider_options: dict | None = None) -> Testbed:
         """Build (or reuse) the images, boot the nodes and provision them.
 
         On failure or interruption everything created so far is removed (logs stay in the
         testbed directory), unless ``keep_on_failure``; the state file records what exists at
-        every step, so a killed run can be cleaned up too.
+        every step, so a killed run can be cleaned up too. ``provider_options`` (e.g. the vagrant
+        provider's ``libvirt_uri``) are kept in the state file for later processes.
         """
-        provider_cls = providers.get(provider_name)
+        provider_cls = providers.get(provider_name, progress)
         why = provider_cls.unusable()
         if why:
             raise FlatbedError(f"provider {provider_cls.name} cannot run here: {why}")
@@ -65,6 +67,8 @@ class Testbed:
         st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
                                 topology_path=str(topo.path), topology_digest=topo.digest,
                                 images={"base": base.hash, "guest": guest.hash})
+        if provider_options:
+            st.resources["options"] = {k: v for k, v in provider_options.items() if v is not None}
         bed = cls(topo, st, provider_cls(topo, st, progress), progress)
         progress(f"testbed {st.run_id}: {topo.name} on {provider_cls.name} (state in {st.dir})")
         try:

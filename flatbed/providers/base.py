@@ -34,6 +34,16 @@ class Provider(ABC):
     def unusable(cls) -> str | None:
         """Why this provider cannot run on this host, or None when it can."""
 
+    @classmethod
+    def auto_unsuitable(cls) -> str | None:
+        """Why ``auto`` should not pick this provider (by default: why it cannot run at all)."""
+        return cls.unusable()
+
+    @property
+    def options(self) -> dict:
+        """Provider options given at creation (``--libvirt-uri``...), kept in the state file."""
+        return self.state.resources.get("options", {})
+
     @abstractmethod
     def create(self, base: BaseImage) -> None:
         """Boot every node of the topology from ``base``, wired as the topology says."""

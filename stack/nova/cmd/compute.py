@@ -2,7 +2,8 @@
 
     nova-compute [--flagfile=/etc/nova/nova.conf]
 
-The virt type is probed at start when ``--libvirt_type`` is not set (qemu unless KVM can be used).
+The virt type is probed when ``--libvirt_type`` is not set: qemu unless a guest kernel really boots
+under KVM — at start, or at the first instance when no image is cached yet to probe with.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
     if not conf.libvirt_type:
         conf = dataclasses.replace(conf, libvirt_type=probe_virt_type(conf.instances_path))
     LOG.info("Starting compute node (version 2012.1, flatbed) on host %s, libvirt_type=%s",
-             conf.host, conf.libvirt_type)
+             conf.host, conf.libvirt_type or "probed at the first instance")
     # Chains named after this binary (nova-compute); nothing is applied before the first instance.
     linux_net.setup_iptables(conf)
     manager = ComputeManager(conf)

@@ -1,0 +1,175 @@
+"""Nodes reached over SSH with paramiko (the VM provider's nodes).
+
+Connection parameters come from ``vagrant ssh-config`` (recorded in the testbed's state file at
+bring-up, so other processes need no Ruby start-up per command). When the testbed's network lives
+in a namespace, the TCP connection is opened from inside it: a socket keeps the namespace it
+was created in, so the rest of this process stays in the host's namespace.
+
+Host keys are trusted on first use and pinned in the testbed's ``ssh/known_hosts``: a VM that
+comes back with another key is refused. One connection per node and process is reused, and
+re-opened once when it died (testinfra's paramiko backend does the same).
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from flatbed import hostnet
+from flatbed.errors import FlatbedError, NodeGoneError
+from flatbed.node import Node
+
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CONNECT_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to log in (the fields of ``vagrant ssh-config`` that matter)."""
+
+    host: str
+    port: int
+    user: str
+    identity: str
+    known_hosts: str
+    netns: str | None = None
+
+
+def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
+    """``vagrant ssh-config`` output (several ``Host`` blocks) -> host -> {Key: value} (pure)."""
+    hosts: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        value = value.strip().strip('"')
+        if key == "Host":
+            current = hosts.setdefault(value, {})
+        elif current is not None:
+            current[key] = value
+    return hosts
+
+
+_CLIENTS: dict[SSHTarget, paramiko.SSHClient] = {}
+_LOCK = threading.Lock()
+
+
+def _connect(target: SSHTarget) -> paramiko.SSHClient:
+    if target.netns:
+        with hostnet.inside(target.netns):
+            sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
+    else:
+        sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
+    client = paramiko.SSHClient()
+    known = Path(target.known_hosts)
+    known.parent.mkdir(parents=True, exist_ok=True)
+    known.touch(exist_ok=True)
+    client.load_host_keys(str(known))
+    # Trust on first use; load_host_keys above makes a changed key a BadHostKeyException.
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect(target.host, target.port, username=target.user, key_filename=target.identity, sock=sock,
+                       allow_agent=False, look_for_keys=False, timeout=CONNECT_TIMEOUT,
+                       banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT)
+    except BaseException:
+        sock.close()
+        raise
+    return client
+
+
+def drop_connections(netns: str | None = None) -> None:
+    """Close cached connections (all, or those through ``netns``) before their network goes away."""
+    with _LOCK:
+        for target in [t for t in _CLIENTS if netns is None or t.netns == netns]:
+            _CLIENTS.pop(target).close()
+
+
+class SSHNode(Node):
+    """A node reached over SSH; ``is_running`` tells a dead connection from a stopped machine."""
+
+    def __init__(self, name: str, role: str, target: SSHTarget, is_running: Callable[[], bool]):
+        super().__init__(name, role)
+        self.target = target
+        self.is_running = is_running
+
+    def _client(self, fresh: bool = False) -> paramiko.SSHClient:
+        with _LOCK:
+            client = _CLIENTS.get(self.target)
+            transport = client.get_transport() if client else None
+            if fresh or transport is None or not transport.is_active():
+                if client is not None:
+                    client.close()
+                _CLIENTS.pop(self.target, None)
+                try:
+                    client = _connect(self.target)
+                except (OSError, paramiko.SSHException) as e:
+                    if not self.is_running():
+                        raise NodeGoneError(f"{self.name}: the VM is not running") from None
+                    raise FlatbedError(f"{self.name}: cannot log in to {self.target.user}@{self.target.host}:"
+                                       f"{self.target.port}: {e}") from None
+                _CLIENTS[self.target] = client
+            return client
+
+    def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
+        command = shlex.join(["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb", *argv])
+        try:
+            channel = self._client().get_transport().open_session()
+        except (paramiko.SSHException, EOFError, OSError):
+            channel = self._client(fresh=True).get_transport().open_session()  # reconnect once
+        with channel:
+            return self._run(channel, command, argv, stdin, timeout)
+
+    def _run(self, channel: paramiko.Channel, command: str, argv: list[str], stdin: bytes | None,
+             timeout: float) -> tuple[int, bytes, bytes]:
+        channel.exec_command(command)
+        # stdin goes in from a thread: a command that writes while we feed it must not deadlock.
+        feeder = threading.Thread(target=_feed, args=(channel, stdin or b""), daemon=True)
+        feeder.start()
+        out, err = bytearray(), bytearray()
+
+        def drain() -> None:
+            while channel.recv_ready():
+                out.extend(channel.recv(65536))
+            while channel.recv_stderr_ready():
+                err.extend(channel.recv_stderr(65536))
+
+        deadline = time.monotonic() + timeout
+        while not channel.exit_status_ready():
+            if time.monotonic() > deadline:
+                channel.close()
+                raise FlatbedError(f"{self.name}: `{shlex.join(argv)}` did not finish within {timeout:g} s")
+            if channel.closed or not channel.get_transport().is_active():
+                gone = not self.is_running()
+                raise (NodeGoneError if gone else FlatbedError)(
+                    f"{self.name}: the SSH connection dropped during `{shlex.join(argv)}`"
+                    + (" (the VM is not running)" if gone else ""))
+            drain()
+            channel.status_event.wait(0.1)  # set the moment the command exits
+        # The rest of the output, up to EOF (a leftover background child holding stdout is cut off).
+        channel.settimeout(10)
+        for receive, buf in ((channel.recv, out), (channel.recv_stderr, err)):
+            try:
+                while chunk := receive(65536):
+                    buf.extend(chunk)
+            except TimeoutError:
+                pass
+        feeder.join(timeout=5)
+        return channel.recv_exit_status(), bytes(out), bytes(err)
+
+
+def _feed(channel: paramiko.Channel, data: bytes) -> None:
+    try:
+        if data:
+            channel.sendall(data)
+        channel.shutdown_write()
+    except (OSError, paramiko.SSHException):
+        pass  # the command exited without reading all of its input
