@@ -140,5 +140,6 @@ def test_guest_cannot_ping_the_outside_host(shells: dict[str, GuestShell], a: Gu
 
 def test_the_controller_does_not_forward(controller: Node) -> None:
     """The reason of the last two cases, as the document's Essex left it."""
-    assert listings.sysctl(controller, "net.ipv4.ip_forward") == "0"
+    value = listings.sysctl(controller, "net.ipv4.ip_forward")
+    assert value == "0", f"{controller.name} forwards (net.ipv4.ip_forward={value}); Essex never enabled it"
 

@@ -77,8 +77,14 @@ def configure_host(namespace: str, nic: str, address: str, prefixlen: int,
         idx = ns.link_lookup(ifname=nic)[0]
         ns.addr("add", index=idx, address=address, prefixlen=prefixlen)
         ns.link("set", index=idx, state="up")
-        for cidr, via in routes:
-            ns.route("add", dst=cidr, gateway=via, oif=idx)
+    for cidr, via in routes:
+        add_route(namespace, cidr, via)
+
+
+def add_route(namespace: str, cidr: str, via: str) -> None:
+    """A route of ``cidr`` via ``via`` in ``namespace`` (a testbed's own; never the host's)."""
+    with NetNS(namespace) as ns:
+        ns.route("add", dst=cidr, gateway=via)
 
 
 def pids_in(namespace: str) -> list[int]:

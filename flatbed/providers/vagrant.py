@@ -354,6 +354,10 @@ class VagrantProvider(Provider):
             net.create()
             if not self.private:
                 _bridge_netfilter_off(names.bridges[key])
+        if self.private:
+            # The document's host machine routes the flat range via the controller (§3.6: its pings
+            # reach the controller, which does not forward them). Only in the testbed's own namespace.
+            hostnet.add_route(names.netns, str(self.topology.flat.cidr), str(self.topology.controller.address))
         self.progress(f"vagrant: networks {', '.join(names.networks.values())} up "
                       f"({self.topology.outside.name} at {mgmt.gateway} on the management bridge)")
 
