@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flatbed import hostnet, providers, state
+from flatbed import hostnet, procs, providers, state
 from flatbed.errors import FlatbedError
 from flatbed.leftovers import RUN_TAG
-from flatbed.providers.nspawn import CGROUP_PARENT, CGROUP_ROOTS, _kill_cgroup, _signal
+from flatbed.providers.nspawn import CGROUP_PARENT, CGROUP_ROOTS, _kill_cgroup
 from flatbed.topology import DEFAULT_TOPOLOGY
 from flatbed.topology import load as load_topology
 from flatbed.waiters import wait_until
@@ -130,9 +130,9 @@ def _run_pids(run_id: str) -> list[int]:
     for ns in hostnet.list_namespaces(f"{run_id}-"):
         pids.update(hostnet.pids_in(ns))
     for root in CGROUP_ROOTS:
-        for procs in (root / CGROUP_PARENT).glob(f"{run_id}-*/**/cgroup.procs"):
+        for members in (root / CGROUP_PARENT).glob(f"{run_id}-*/**/cgroup.procs"):
             try:
-                pids.update(int(p) for p in procs.read_text().split())
+                pids.update(int(p) for p in members.read_text().split())
             except OSError:
                 continue
     return sorted(pids)
@@ -185,7 +185,7 @@ def remove_tagged(run_id: str) -> list[str]:
     for ns in hostnet.list_namespaces(f"{run_id}-"):
         pids = hostnet.pids_in(ns)
         for pid in pids:
-            _signal(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL)
         wait_until(lambda ns=ns: not hostnet.pids_in(ns), timeout=10, what=f"processes in namespace {ns} to exit")
         hostnet.remove_namespace(ns)
         removed.append(f"namespace {ns}" + (f" ({len(pids)} processes killed)" if pids else ""))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from flatbed.images import apt
 from flatbed.images.base import BaseImage
-from flatbed.images.cache import build_cached, cache_dir, kind_lock
+from flatbed.images.cache import build_cached, cache_dir, kind_lock, overlay
 from flatbed.images.cpio import DeviceNode, archive_tree
 from flatbed.images.guest import KERNEL_META, host_sources_key
 from flatbed.images.hashing import SHORT, hash_tree, input_hash
@@ -195,7 +195,7 @@ def _build(tmp: Path, base: BaseImage, versions: dict[str, str], files: dict[str
     shutil.copyfile(kernel_dir / "boot" / f"vmlinuz-{kver}", tmp / "vmlinuz")
     shutil.rmtree(kernel_dir)
 
-    _overlay(BOX_SRC / "rootfs", root)
+    overlay(BOX_SRC / "rootfs", root)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc/flatbed-box").write_text(f"{digest}\n")
@@ -278,21 +278,6 @@ def _kernel_version(kernel_dir: Path) -> str:
         raise RuntimeError(f"expected one kernel in the kernel package, found {kernels}")
     return kernels[0].name.removeprefix("vmlinuz-")
 
-
-def _overlay(src: Path, root: Path) -> None:
-    """Copy ``src`` over ``root``, replacing files and links of the same name."""
-    for path in sorted(src.rglob("*")):
-        dest = root / path.relative_to(src)
-        if path.is_dir() and not path.is_symlink():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_symlink() or dest.exists():
-            dest.unlink()
-        if path.is_symlink():
-            dest.symlink_to(path.readlink())
-        else:
-            shutil.copy2(path, dest)
 
 
 def module_load_order(wanted: tuple[str, ...], depends: dict[str, list[str]], builtin: set[str]) -> list[str]:

@@ -180,3 +180,22 @@ def prune_images(kind: str, keep: Path) -> list[Path]:
                 remove_tree(image.path)
                 removed.append(image.path)
     return removed
+
+
+def overlay(src: Path, root: Path, skip: tuple[str, ...] = ("__pycache__",)) -> None:
+    """Copy the tree ``src`` over ``root``: files and links replace those of the same name
+    (the box's and the guest's own files over their staged roots)."""
+    for path in sorted(src.rglob("*")):
+        if any(part in skip for part in path.parts):
+            continue
+        dest = root / path.relative_to(src)
+        if path.is_dir() and not path.is_symlink():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink() or dest.exists():
+            dest.unlink()
+        if path.is_symlink():
+            dest.symlink_to(path.readlink())
+        else:
+            shutil.copy2(path, dest)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from flatbed.images import apt
-from flatbed.images.cache import build_cached
+from flatbed.images.cache import build_cached, overlay
 from flatbed.images.cpio import DeviceNode, archive_tree
 from flatbed.images.hashing import hash_file, hash_tree, input_hash
 from flatbed.images.progress import Progress, Stopwatch, default_progress
@@ -159,7 +159,7 @@ def _build(tmp: Path, versions: dict[str, str], files: dict[str, str], digest: s
     shutil.copyfile(staging / "boot" / f"vmlinuz-{kver}", tmp / "vmlinuz")
     _skeleton(rootfs)
     _install_busybox(staging, rootfs)
-    _install_guest_files(GUEST_SRC, rootfs)
+    overlay(GUEST_SRC, rootfs)  # files replace busybox links of the same name
     modules = _install_modules(staging, rootfs, kver)
     libs = _install_dropbear(staging, rootfs)
     _write_shadow(staging, rootfs)
@@ -221,23 +221,6 @@ def _install_busybox(staging: Path, rootfs: Path) -> None:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to("/bin/busybox")
 
-
-def _install_guest_files(src: Path, rootfs: Path) -> None:
-    """Copy ``guest/`` over the tree (files replace busybox links of the same name)."""
-    for path in sorted(src.rglob("*")):
-        if "__pycache__" in path.parts:
-            continue
-        dest = rootfs / path.relative_to(src)
-        if path.is_dir() and not path.is_symlink():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_symlink() or dest.exists():
-            dest.unlink()
-        if path.is_symlink():
-            dest.symlink_to(path.readlink())
-        else:
-            shutil.copy2(path, dest)
 
 
 def _install_modules(staging: Path, rootfs: Path, kver: str) -> list[str]:

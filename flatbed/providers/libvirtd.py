@@ -24,11 +24,11 @@ Its propagation is private, so namespaces created later never show up in it eith
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from pathlib import Path
 
+from flatbed import procs
 from flatbed.errors import FlatbedError
 from flatbed.waiters import wait_until
 
@@ -126,7 +126,7 @@ class PrivateLibvirtd:
         import libvirt
 
         def ready() -> bool:
-            if not _alive(pid):
+            if not procs.alive(pid):
                 raise FlatbedError(f"libvirtd exited during start-up; see {self.logs / 'libvirtd.stderr.log'} "
                                    f"and {self.logs / 'libvirtd.log'}")
             if not self.socket.exists():
@@ -146,27 +146,14 @@ class PrivateLibvirtd:
     @staticmethod
     def stop(pid: int, timeout: float = 20) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; True when it had to be killed."""
-        if not _alive(pid):
+        if not procs.alive(pid):
             return False
-        _signal(pid, signal.SIGTERM)
+        procs.send(pid, signal.SIGTERM)
         try:
-            wait_until(lambda: not _alive(pid), timeout=timeout, what=f"libvirtd (pid {pid}) to exit")
+            wait_until(lambda: not procs.alive(pid), timeout=timeout, what=f"libvirtd (pid {pid}) to exit")
             return False
         except FlatbedError:
-            _signal(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL)
             return True
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from flatbed import hostnet
+from flatbed import hostnet, procs
 from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.images.base import BaseImage
 from flatbed.node import Node
@@ -210,7 +210,7 @@ class NspawnProvider(Provider):
         launcher = record["launcher"]
 
         def leader() -> int | None:
-            if not _alive(launcher):
+            if not procs.alive(launcher):
                 raise FlatbedError(f"{node}: systemd-nspawn exited during boot; see "
                                    f"{self.state.dir / 'logs' / (node + '.console.log')}")
             return self._leader(node)
@@ -235,7 +235,7 @@ class NspawnProvider(Provider):
         leader = record.get("leader")
         if record["role"] != "outside":
             # The leader changes when a container reboots; look it up again if it is gone.
-            if leader is None or not _alive(leader):
+            if leader is None or not procs.alive(leader):
                 leader = self._leader(name)
                 if leader is None:
                     raise NodeGoneError(f"{name}: the container of testbed {self.run} is not running")
@@ -270,14 +270,14 @@ class NspawnProvider(Provider):
     def _stop_container(self, name: str, record: dict) -> list[str]:
         removed = []
         launcher = record.get("launcher")
-        if launcher and _alive(launcher):
+        if launcher and procs.alive(launcher):
             # SIGTERM makes nspawn power the container off cleanly (libvirt stops its guests).
             leader = self._leader(name)
             nspawn = _children(launcher)
             for pid in nspawn:
-                _signal(pid, signal.SIGTERM)
+                procs.send(pid, signal.SIGTERM)
             try:
-                wait_until(lambda: not _alive(launcher), timeout=30, what=f"{name}: container power-off")
+                wait_until(lambda: not procs.alive(launcher), timeout=30, what=f"{name}: container power-off")
             except FlatbedError:
                 self.progress(f"{name}: did not power off in 30 s, killing it")
             removed.append(f"container {self.run}-{name} (pid 1 was {leader})")
@@ -288,14 +288,14 @@ class NspawnProvider(Provider):
                 removed.append(f"cgroup {cg}")
         # Strays that left the container's cgroup but not its network namespace.
         for pid in hostnet.pids_in(record["netns"]):
-            _signal(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL)
         return removed
 
     def _remove_namespace(self, ns: str) -> list[str]:
         if not hostnet.exists(ns):
             return []
         for pid in hostnet.pids_in(ns):
-            _signal(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL)
         wait_until(lambda: not hostnet.pids_in(ns), timeout=10, what=f"processes in namespace {ns} to exit")
         hostnet.remove_namespace(ns)
         return [f"namespace {ns}"]
@@ -307,7 +307,7 @@ class NspawnProvider(Provider):
             if parent.is_dir():
                 found += [f"cgroup {p}" for p in parent.iterdir() if p.name.startswith(f"{self.run}-")]
         for record in self.state.nodes.values():
-            if record.get("launcher") and _alive(record["launcher"]):
+            if record.get("launcher") and procs.alive(record["launcher"]):
                 found.append(f"launcher pid {record['launcher']}")
             if record.get("upper") and Path(record["upper"]).exists():
                 found.append(f"overlay {record['upper']}")
@@ -315,13 +315,6 @@ class NspawnProvider(Provider):
             found += [f"mount {line.split()[4]}" for line in f if str(self.state.dir) in line]
         return found
 
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _children(pid: int) -> list[int]:
@@ -332,12 +325,6 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
 
 def _kill_cgroup(cg: Path) -> None:
     """Kill every process below ``cg`` and remove the cgroups bottom-up."""
@@ -347,7 +334,7 @@ def _kill_cgroup(cg: Path) -> None:
         if not pids:
             break
         for pid in pids:
-            _signal(pid, signal.SIGKILL)
+            procs.send(pid, signal.SIGKILL)
         time.sleep(0.1)  # SIGKILL delivery is asynchronous; poll briefly until the cgroup empties
     for sub in sorted([cg, *[p for p in cg.rglob("*") if p.is_dir()]], key=lambda p: len(p.parts), reverse=True):
         try:

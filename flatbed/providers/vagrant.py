@@ -38,7 +38,7 @@ from typing import Any
 
 import vagrant as python_vagrant
 
-from flatbed import hostnet
+from flatbed import hostnet, procs
 from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.images.base import BaseImage
 from flatbed.images.box import Box, ensure_box
@@ -474,7 +474,7 @@ class VagrantProvider(Provider):
     def _domain_running(self, domain: str) -> bool:
         import libvirt
 
-        if self.private and not _alive(self.rec.get("libvirtd_pid")):
+        if self.private and not procs.alive(self.rec.get("libvirtd_pid")):
             return False
         try:
             conn = self._connect()
@@ -497,19 +497,19 @@ class VagrantProvider(Provider):
         netns = rec.get("netns")
         drop_connections(netns)
         pid = rec.get("vagrant_pid")
-        if pid and _alive(pid):
+        if pid and procs.alive(pid):
             _killpg(pid)  # an interrupted `vagrant up`: stop it before removing what it made
             removed.append(f"vagrant process group {pid}")
-        if not rec.get("private") or _alive(rec.get("libvirtd_pid")):
+        if not rec.get("private") or procs.alive(rec.get("libvirtd_pid")):
             removed += self._remove_libvirt_objects(rec)
         if rec.get("private"):
             pid = rec.get("libvirtd_pid")
-            if pid and _alive(pid):
+            if pid and procs.alive(pid):
                 PrivateLibvirtd.stop(pid)
                 removed.append(f"libvirtd (pid {pid})")
             if netns and hostnet.exists(netns):
                 for stray in hostnet.pids_in(netns):  # qemu of a domain libvirtd did not stop, vagrant
-                    _signal(stray, signal.SIGKILL)
+                    procs.send(stray, signal.SIGKILL)
                 wait_until(lambda: not hostnet.pids_in(netns), timeout=15, what=f"processes in namespace {netns}")
                 hostnet.remove_namespace(netns)
                 removed.append(f"namespace {netns}")
@@ -584,7 +584,7 @@ class VagrantProvider(Provider):
         if netns and hostnet.exists(netns):
             found.append(f"namespace {netns}")
         for key in ("libvirtd_pid", "vagrant_pid"):
-            if rec.get(key) and _alive(rec[key]):
+            if rec.get(key) and procs.alive(rec[key]):
                 found.append(f"{key.split('_')[0]} pid {rec[key]}")
         for path in (self.state.dir / "libvirt", Path(rec.get("vagrant_dir", self.state.dir / "vagrant")),
                      self.state.dir / "ssh", RUNTIME_DIR / self.run):
@@ -679,21 +679,6 @@ def _bridge_netfilter_off(bridge: str) -> None:
             path.write_text("0")
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _killpg(pid: int) -> None:
@@ -701,4 +686,4 @@ def _killpg(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    wait_until(lambda: not _alive(pid), timeout=10, what=f"vagrant (pid {pid}) to exit")
+    wait_until(lambda: not procs.alive(pid), timeout=10, what=f"vagrant (pid {pid}) to exit")
