@@ -83,6 +83,38 @@ def test_unreachable_and_cast(server: tuple[rpc.RpcServer, Recorder]) -> None:
     assert recorder.calls == [("echo", {"address": "x"})]
 
 
+def test_retry_while_not_delivered(server: tuple[rpc.RpcServer, Recorder]) -> None:
+    srv, recorder = server
+    port = _closed_port()
+    late: list[rpc.RpcServer] = []
+
+    def come_up() -> None:
+        late.append(rpc.RpcServer("127.0.0.1", port, recorder.methods()))
+        late[0].start(poll_interval=0.05)
+    timer = threading.Timer(0.3, come_up)
+    timer.start()
+    try:
+        # Refused until the server comes up 0.3 s later: re-sent, then answered.
+        assert rpc.call("127.0.0.1", port, "one", address="x", retry_for=10, retry_interval=0.05) == "x"
+    finally:
+        timer.join()
+        late[0].stop()
+    # A delivered error is never re-sent, whatever the grace.
+    with pytest.raises(rpc.RemoteError, match="leased that is not associated") as error:
+        rpc.call("127.0.0.1", srv.port, "fail", retry_for=10, retry_interval=0.05)
+    assert error.value.delivered
+    # Without a server the grace runs out, and the last refusal is raised.
+    with pytest.raises(rpc.RemoteError, match="refused") as error:
+        rpc.call("127.0.0.1", _closed_port(), "one", address="x", retry_for=0.2, retry_interval=0.05)
+    assert not error.value.delivered
+
+
+def _closed_port() -> int:
+    closed = rpc.RpcServer("127.0.0.1", 0, {})
+    closed.server_close()
+    return closed.port
+
+
 # --- nova-dhcpbridge against a real nova-network manager (fake host driver) ---------------------
 
 class NoHost:
