@@ -370,7 +370,7 @@ def test_delete_between_networking_and_spawning_wins(cloud: Cloud) -> None:
 
     def allocate_then_delete_arrives(instance: compute_api.Instance) -> dict[str, Any]:
         network = allocate(instance)
-        cloud.api._set(instance.id, task_state="deleting")  # as delete() records it, before its task runs
+        cloud.api.db.instance_update(instance.id, task_state="deleting")  # as delete() records it, before its task runs
         return network
 
     cloud.api._network_info = allocate_then_delete_arrives  # type: ignore[method-assign]
@@ -421,7 +421,7 @@ def test_restart_resumes_a_build_not_started(cloud: Cloud) -> None:
 def test_restart_after_allocation_keeps_the_address(cloud: Cloud) -> None:
     dead = stopped_api(cloud)
     instance = dead.create("cirros", "cirros", "1")
-    dead._set(instance.id, task_state="spawning")
+    dead.db.instance_update(instance.id, task_state="spawning")
     network = dead._network_info(instance)  # allocated and cached, then the process died
     api = cloud.new_api()
     api.resume()
