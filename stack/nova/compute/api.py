@@ -369,16 +369,12 @@ class ComputeAPI:
         instance = self.db.instance_get_by_fixed_ip(address)
         if instance is None:
             return None
-        mpi: dict[str, list[str]] = {}
-        for other in reversed(self.list()):
-            if other.address:
-                mpi.setdefault(str(other.key_name), []).append(f"{other.address} slots={other.vcpus}")
         return metadata.build_tree(
             instance_id=instance.id, hostname=instance.hostname, dhcp_domain=self.flags.dhcp_domain,
             instance_type=instance.flavor, address=address,
             availability_zone=instance.availability_zone or self.flags.node_availability_zone,
             image_ec2_id=self.images.ec2_id(instance.image_ref), reservation_id=instance.reservation_id or "",
-            key_name=instance.key_name, key_data=instance.key_data, user_data=instance.user_data, mpi=mpi)
+            key_name=instance.key_name, key_data=instance.key_data, user_data=instance.user_data)
 
     # --- the RPC nova-api serves --------------------------------------------------------------------
 
