@@ -246,7 +246,7 @@ class FakeNWFilterConn:
         if name in self.filters and element.findtext("uuid") != self.uuids[name]:
             raise libvirt.libvirtError(f"operation failed: filter '{name}' already exists with uuid {self.uuids[name]}")
         self.filters[name] = xml
-        self.uuids.setdefault(name, f"uuid-{name}")
+        self.uuids.setdefault(name, element.findtext("uuid") or f"uuid-{name}")
         self.defined.append(name)
 
     def nwfilterLookupByName(self, name: str) -> Any:  # noqa: N802
@@ -287,6 +287,7 @@ def test_nwfilters_defined_and_removed() -> None:
     assert dhcp.get("chain") == "ipv4"
     assert [(r.get("direction"), r[0].get("srcipaddr")) for r in dhcp.findall("rule")] == [
         ("out", "0.0.0.0"), ("in", "$DHCPSERVER")]
+    assert conn.uuids["nova-allow-dhcp-server"] == "891e4787-e5c0-d59b-cbd6-41bc3c6b36fc"  # Essex's own
     # A restarted nova-compute (a new NWFilterFirewall) redefines everything with the uuids.
     again = libvirt_firewall.NWFilterFirewall(lambda: conn)
     again.setup_basic_filtering(instance, [network("10.0.0.2", MAC9)])
@@ -296,6 +297,15 @@ def test_nwfilters_defined_and_removed() -> None:
     nwfilter.unfilter_instance(instance, [network("10.0.0.2", MAC9)])
     nwfilter.unfilter_instance(instance, [network("10.0.0.2", MAC9)])  # gone already: fine
     assert "nova-instance-instance-00000009-fa163e2ce8ec" not in conn.filters
+
+
+def test_nova_allow_dhcp_server_takes_essex_uuid_over_an_older_definition() -> None:
+    conn = FakeNWFilterConn()
+    conn.filters["nova-allow-dhcp-server"] = "<filter name='nova-allow-dhcp-server'/>"
+    conn.uuids["nova-allow-dhcp-server"] = "0b5d7a1c-0000-4000-8000-000000000000"  # defined before the fix
+    libvirt_firewall.NWFilterFirewall(lambda: conn).setup_basic_filtering(
+        {"id": 9, "name": "instance-00000009"}, [network("10.0.0.2", MAC9)])
+    assert conn.uuids["nova-allow-dhcp-server"] == "891e4787-e5c0-d59b-cbd6-41bc3c6b36fc"
 
 
 def test_nwfilter_needs_libvirts_builtin_filters() -> None:
