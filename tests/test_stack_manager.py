@@ -81,7 +81,7 @@ def test_init_host_sets_up_networks_of_this_host(tmp_path: Path) -> None:
     mgr.init_host()
     assert [call[0] for call in driver.calls] == [
         "init_host", "ensure_metadata_ip", "metadata_forward",
-        "ensure_bridge", "initialize_gateway_device", "update_dhcp"]
+        "plug", "initialize_gateway_device", "update_dhcp"]
     assert driver.calls[3][1:] == (("br100", "eth2"), {"gateway": True})
     assert driver.hostsfile == ""  # the document's empty nova-br100.conf
 

@@ -83,7 +83,7 @@ class FlatDHCPManager:
         """Bridge, gateway address and dnsmasq for one network (Essex FlatDHCPManager)."""
         # linux_net.plug → LinuxBridgeInterfaceDriver: flat_interface wins over the row's interface.
         interface = self.flags.flat_interface or network.bridge_interface
-        self.driver.ensure_bridge(network.bridge, interface, gateway=True)
+        self.driver.plug(network.bridge, interface, gateway=True)
         self.driver.initialize_gateway_device(network.bridge, network)
         self._update_dhcp(network)
 
