@@ -118,8 +118,10 @@ class Compute:
         monkeypatch.setattr(linux_net, "execute", FakeHost({"eth2"}, {}, {}))
         self.driver = firewall.IptablesFirewallDriver(allow_same_net_traffic, iptables=self.manager)
 
-    def boot(self, instance_id: int, net: dict[str, Any], rules: list[dict[str, Any]] | None = None) -> None:
-        instance = {"id": instance_id, "name": f"instance-{instance_id:08x}", "security_groups": ["default"]}
+    def boot(self, instance_id: int, net: dict[str, Any], rules: list[dict[str, Any]] | None = None,
+             groups: list[str] | None = None) -> None:
+        instance = {"id": instance_id, "name": f"instance-{instance_id:08x}",
+                    "security_groups": groups or ["default"]}
         linux_net.ensure_bridge(net["bridge"], net["bridge_interface"])  # the lazy bridge (plug)
         self.driver.setup_basic_filtering(instance, [net])
         self.driver.prepare_instance_filter(instance, [net], rules or [])
@@ -173,6 +175,25 @@ def test_two_instances_and_unfilter(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert_listing(expect.compute_filter(topo, []), compute.listing(), "after deleting both")
 
 
+def whole_word_boots(compute: Compute) -> None:
+    """Instances 1 and 10..12, then instance 1 deleted: the chain names share the prefix ``inst-1``."""
+    for instance_id in (1, 10, 11, 12):
+        compute.boot(instance_id, network(f"10.0.0.{instance_id + 1}", f"fa:16:3e:00:00:{instance_id:02x}"))
+    compute.driver.unfilter_instance({"id": 1})
+
+
+WHOLE_WORD_LOCAL = [f"-A nova-compute-local -d 10.0.0.{i + 1}/32 -j nova-compute-inst-{i}" for i in (10, 11, 12)]
+
+
+def test_removing_inst_1_keeps_the_jumps_to_inst_10_to_12(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Essex matched the jump as a substring and dropped these too (a declared deviation): whole words here."""
+    compute = Compute(monkeypatch, tmp_path)
+    whole_word_boots(compute)
+    listing = compute.listing()
+    assert [line for line in listing if line.startswith("-A nova-compute-local ")] == WHOLE_WORD_LOCAL
+    assert not [line for line in listing if "inst-1 " in f"{line} "]
+
+
 def test_without_allow_same_net_traffic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     compute = Compute(monkeypatch, tmp_path, allow_same_net_traffic=False)
     compute.boot(9, network("10.0.0.2", MAC9))
@@ -205,15 +226,36 @@ def test_security_group_rules_before_the_fallback(monkeypatch: pytest.MonkeyPatc
     assert_listing(expect.compute_filter(topo, [(instance_id, ip)], canonical), compute.listing(), "with rules")
 
 
-def test_refresh_rebuilds_the_chains_of_the_group(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                  topo: Topology) -> None:
+def test_refresh_rebuilds_every_chain_as_essex(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               topo: Topology) -> None:
+    """Essex's do_refresh_security_group_rules rebuilt every instance's chain, in the group or not."""
     compute = Compute(monkeypatch, tmp_path)
     compute.boot(9, network("10.0.0.2", MAC9))
-    assert compute.driver.refresh_security_group_rules("default", [ICMP_ANY]) == [9]
-    assert_listing(expect.compute_filter(topo, [(9, "10.0.0.2")], ("-p icmp -j ACCEPT",)), compute.listing(), "icmp")
-    assert compute.driver.refresh_security_group_rules("other", [SSH]) == []
+    compute.boot(10, network("10.0.0.3", MAC10), groups=["web"])
+    assert compute.driver.refresh_security_group_rules("default", [ICMP_ANY]) == [9, 10]
+    listing = compute.listing()
+    assert "-A nova-compute-inst-9 -p icmp -j ACCEPT" in listing
+    assert not [line for line in listing if line.startswith("-A nova-compute-inst-10 -p icmp")]  # not in default
+    assert [line for line in listing if line.startswith("-A nova-compute-local ")] == [
+        "-A nova-compute-local -d 10.0.0.2/32 -j nova-compute-inst-9",
+        "-A nova-compute-local -d 10.0.0.3/32 -j nova-compute-inst-10"]
+    assert compute.driver.refresh_security_group_rules("web", [SSH]) == [9, 10]
+    assert "-A nova-compute-inst-9 -p icmp -j ACCEPT" in compute.listing()  # 9 keeps its own rules
+    compute.driver.unfilter_instance({"id": 10})
     assert compute.driver.refresh_security_group_rules("default", []) == [9]
     assert_listing(DOCUMENT_COMPUTE_LINES, compute.listing(), "rule removed again")
+
+
+def test_provider_chain_refreshed_at_every_instance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Essex's prepare_instance_filter emptied and rebuilt the provider chain, and applied, each time."""
+    compute = Compute(monkeypatch, tmp_path)
+    compute.boot(9, network("10.0.0.2", MAC9))
+    compute.manager.ipv4["filter"].add_rule("provider", "-s 192.0.2.0/24 -j DROP")  # a stale rule
+    restores = compute.kernel.commands.count(["iptables-restore"])
+    compute.boot(10, network("10.0.0.3", MAC10))
+    assert "-A nova-compute-provider -s 192.0.2.0/24 -j DROP" not in compute.listing()
+    # The provider refresh applies, then prepare_instance_filter applies again (filter + nat each).
+    assert compute.kernel.commands.count(["iptables-restore"]) - restores == 4
 
 
 def test_instance_rules_in_novas_text() -> None:

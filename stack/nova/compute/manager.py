@@ -89,7 +89,7 @@ class ComputeManager:
             return {"running": False}
 
     def refresh_security_group_rules(self, group: str, rules: list[dict[str, Any]]) -> list[int]:
-        """A rule of ``group`` changed: rebuild the chains of its instances on this node."""
+        """A rule of ``group`` changed: rebuild the chains of this node's instances (all of them, as Essex)."""
         with self._lock:
             return self.driver.refresh_security_group_rules(group, rules)
 

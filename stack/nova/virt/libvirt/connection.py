@@ -21,6 +21,7 @@ from pathlib import Path
 
 import libvirt
 
+from nova.virt.firewall import in_group
 from nova.virt.libvirt.config import DomainSpec, domain_xml
 from nova.virt.libvirt.firewall import IptablesFirewallDriver, filter_parameters, instance_filter_name
 
@@ -115,11 +116,13 @@ class LibvirtDriver:
         (self.instance_dir(instance["name"]) / FIREWALL_STATE).write_text(json.dumps(state, indent=2) + "\n")
 
     def refresh_security_group_rules(self, group: str, rules: list) -> list[int]:
-        """New rules for ``group``: rebuild the chains of its instances here and keep them on disk."""
+        """New rules for ``group``: rebuild the chains here, and keep its members' rules on disk."""
         refreshed = self.firewall_driver.refresh_security_group_rules(group, rules)
         for instance_id in refreshed:
-            name = self.firewall_driver.instances[instance_id]["name"]
-            path = self.instance_dir(name) / FIREWALL_STATE
+            instance = self.firewall_driver.instances[instance_id]
+            if not in_group(instance, group):
+                continue
+            path = self.instance_dir(instance["name"]) / FIREWALL_STATE
             if path.exists():
                 state = json.loads(path.read_text())
                 path.write_text(json.dumps({**state, "rules": rules}, indent=2) + "\n")
