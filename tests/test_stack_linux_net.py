@@ -29,7 +29,8 @@ DOCUMENT_DNSMASQ = (
 
 DOCUMENT_CONF = ("--public_interface=eth1\n--fixed_range=10.0.0.0/24\n--flat_interface=eth2\n"
                  "--flat_network_bridge=br100\n--network_manager=nova.network.manager.FlatDHCPManager\n"
-                 "--my_ip=192.168.56.200\n--host=controller-1\n")
+                 "--my_ip=192.168.56.200\n--host=controller-1\n"
+                 "--dhcpbridge_flagfile=/etc/nova/nova.conf\n")  # topologies/default.toml's
 
 BR100 = Network(id=1, label="novanetwork", cidr="10.0.0.0/24", bridge="br100", bridge_interface="eth2",
                 gateway="10.0.0.1", broadcast="10.0.0.255", netmask="255.255.255.0", dhcp_start="10.0.0.2",

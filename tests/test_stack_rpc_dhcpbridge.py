@@ -157,7 +157,7 @@ def test_init_prints_leases(network_node: Node) -> None:
     mgr, flagfile, _ = network_node
     mgr.create_network("novanetwork", "10.0.0.0/24", "br100", "eth2", "controller-1")
     empty = dhcpbridge(flagfile, "init")
-    assert (empty.returncode, empty.stdout) == (0, "")
+    assert (empty.returncode, empty.stdout) == (0, "\n")  # Essex's `print init_leases(...)`: one empty line
     first = mgr.allocate_for_instance(9, "cirros")
     second = mgr.allocate_for_instance(10, "")
     result = dhcpbridge(flagfile, "init")
@@ -188,10 +188,14 @@ def test_add_old_del(network_node: Node) -> None:
 
 
 def test_usage_and_environment(network_node: Node, tmp_path: Path) -> None:
-    _, flagfile, port = network_node
+    mgr, flagfile, port = network_node
+    mgr.create_network("novanetwork", "10.0.0.0/24", "br100", "eth2", "controller-1")
     missing = dhcpbridge(flagfile, "init", network_id=None)
     assert missing.returncode == 1 and "Environment variable 'NETWORK_ID' must be set." in missing.stderr
-    assert dhcpbridge(flagfile, "bogus").returncode == 2
+    assert dhcpbridge(flagfile).returncode == 2
+    assert dhcpbridge(flagfile, "add", "fa:16:3e:00:00:01").returncode == 2
+    # Essex took any action but add/old/del for init (dnsmasq sends only init here).
+    assert (dhcpbridge(flagfile, "bogus").returncode, dhcpbridge(flagfile, "bogus").stdout) == (0, "\n")
     down = tmp_path / "down.conf"
     down.write_text(flagfile.read_text().replace(f"--network_rpc_port={port}", "--network_rpc_port=1"))
     unreachable = dhcpbridge(down, "add", "fa:16:3e:00:00:01", "10.0.0.2")

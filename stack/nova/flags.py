@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass, field
 
 DEFAULT_FLAGFILE = "/etc/nova/nova.conf"
+DHCPBRIDGE_FLAGFILE = "/etc/nova/nova-dhcpbridge.conf"  # Essex's default of --dhcpbridge_flagfile
 
 _LINE = re.compile(r"^--([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$")
 
@@ -67,8 +68,8 @@ class Flags:
     routing_source_ip: str = _flag("$my_ip", "SNAT source address of the network host")
     dhcp_lease_time: int = _flag(120, "DHCP lease time in seconds")
     dhcpbridge: str = _flag("/usr/bin/nova-dhcpbridge", "dnsmasq's --dhcp-script")
-    # Essex defaulted to /etc/nova/nova-dhcpbridge.conf; provisioning writes a single file.
-    dhcpbridge_flagfile: str = _flag(DEFAULT_FLAGFILE, "flagfile the dhcp-script reads (FLAGFILE=)")
+    # The topologies set /etc/nova/nova.conf: provisioning writes that single file.
+    dhcpbridge_flagfile: str = _flag(DHCPBRIDGE_FLAGFILE, "flagfile the dhcp-script reads (FLAGFILE=)")
     networks_path: str = _flag("$state_path/networks", "where dnsmasq's hosts/pid files live")
     dnsmasq_config_file: str = _flag("", "dnsmasq --conf-file (empty: read none)")
     dns_server: str | None = _flag(None, "upstream DNS server for dnsmasq (-h -R --server=)")
