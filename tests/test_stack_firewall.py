@@ -246,6 +246,24 @@ def test_refresh_rebuilds_every_chain_as_essex(monkeypatch: pytest.MonkeyPatch, 
     assert_listing(DOCUMENT_COMPUTE_LINES, compute.listing(), "rule removed again")
 
 
+@pytest.mark.parametrize("trigger", ["secgroup refresh", "next boot"])
+def test_flushed_iptables_come_back_at_the_next_apply(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       topo: Topology, trigger: str) -> None:
+    """`iptables -F; iptables -X` on a compute: every rule nova-compute holds comes back at its
+    next apply (Essex had no periodic one): a security-group refresh, or the next instance."""
+    compute = Compute(monkeypatch, tmp_path)
+    compute.boot(9, network("10.0.0.2", MAC9))
+    compute.kernel.tables = FakeIptables().tables  # flushed behind nova-compute's back
+    assert compute.listing() == expect.compute_before_boot_filter()
+    if trigger == "secgroup refresh":
+        compute.driver.refresh_security_group_rules("default", [])
+        assert_listing(DOCUMENT_COMPUTE_LINES, compute.listing(), "after the refresh")
+    else:
+        compute.boot(10, network("10.0.0.3", MAC10))
+        assert_listing(expect.compute_filter(topo, [(9, "10.0.0.2"), (10, "10.0.0.3")]), compute.listing(),
+                       "after the next boot")
+
+
 def test_provider_chain_refreshed_at_every_instance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Essex's prepare_instance_filter emptied and rebuilt the provider chain, and applied, each time."""
     compute = Compute(monkeypatch, tmp_path)
@@ -498,23 +516,3 @@ def test_nova_secgroup_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "| default | default     |" in capsys.readouterr().out
     assert flags.load(str(flagfile)).state_path == str(tmp_path)
     assert os.path.exists(tmp_path / "nova.sqlite")
-
-
-def test_restarted_compute_plugs_then_filters_running_instances(monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path) -> None:
-    """init_host: the bridge (and its FORWARD accepts) again before the instance chains."""
-    from nova.compute.manager import ComputeManager
-
-    calls: list[str] = []
-
-    class Driver:
-        def refilter_running_instances(self, plug: Any) -> list[str]:
-            plug(network("10.0.0.2", MAC9))
-            calls.append("filter instance-00000009")
-            return ["instance-00000009"]
-
-    monkeypatch.setattr(linux_net, "ensure_bridge", lambda bridge, iface, gateway=True: calls.append(
-        f"ensure_bridge {bridge} {iface}"))
-    conf = flags.parse(f"--state_path={tmp_path}\n--flat_interface=eth2\n--my_ip=192.168.56.202\n--host=compute-1\n")
-    assert ComputeManager(conf, driver=Driver()).init_host() == ["instance-00000009"]  # type: ignore[arg-type]
-    assert calls == ["ensure_bridge br100 eth2", "filter instance-00000009"]

@@ -158,6 +158,10 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT OR IGNORE INTO security_groups (name, description, created_at)
         VALUES ('default', 'default', strftime('%Y-%m-%d %H:%M:%S', 'now'));
     """,
+    # 5 — Essex's power_state of an instance (NOSTATE until its compute reports one).
+    """
+    ALTER TABLE instances ADD COLUMN power_state INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -261,6 +265,7 @@ class Instance:
     host: str | None
     vm_state: str
     task_state: str | None
+    power_state: int
     flavor: str
     image_ref: str
     memory_mb: int
@@ -300,7 +305,8 @@ _INSTANCE_SELECT = """
 
 def _instance(r: sqlite3.Row) -> Instance:
     return Instance(id=r["id"], uuid=r["uuid"], display_name=r["display_name"], hostname=r["hostname"],
-                    host=r["host"], vm_state=r["vm_state"], task_state=r["task_state"], flavor=r["instance_type"],
+                    host=r["host"], vm_state=r["vm_state"], task_state=r["task_state"], power_state=r["power_state"],
+                    flavor=r["instance_type"],
                     image_ref=r["image_ref"], memory_mb=r["memory_mb"], vcpus=r["vcpus"], address=r["address"],
                     label=r["label"], fault=r["fault"], key_name=r["key_name"], key_data=r["key_data"],
                     user_data=r["user_data"], reservation_id=r["reservation_id"],
@@ -439,6 +445,19 @@ class Database:
     def instance_find(self, ref: str) -> list[Instance]:
         """Live instances whose uuid, display name or integer id is ``ref``."""
         return self._instances("AND (i.uuid = ? OR i.display_name = ? OR CAST(i.id AS TEXT) = ?)", (ref, ref, ref))
+
+    def instance_get_all_by_host(self, host: str) -> list[Instance]:
+        """Live instances scheduled to ``host``, by id (what Essex's nova-compute read at start and
+        at every power-state sync)."""
+        return sorted(self._instances("AND i.host = ?", (host,)), key=lambda i: i.id)
+
+    def instance_set_power_state(self, instance_id: int, power_state: int, vm_state: str | None = None) -> bool:
+        """Record a live instance's power state (and vm_state, when given); False for a deleted one."""
+        vm_sql, args = ("vm_state = ?, ", (vm_state,)) if vm_state else ("", ())
+        with self.transaction() as conn:
+            cursor = conn.execute(f"UPDATE instances SET power_state = ?, {vm_sql}updated_at = ? "
+                                  "WHERE id = ? AND deleted = 0", (power_state, *args, utcnow(), instance_id))
+        return cursor.rowcount == 1
 
     def instance_get_by_fixed_ip(self, address: str) -> Instance | None:
         """The live instance that holds fixed IP ``address`` (allocated or not yet released)."""

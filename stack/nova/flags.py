@@ -61,7 +61,8 @@ class Flags:
     force_dhcp_release: bool = _flag(False, "run dhcp_release when an instance's IP is deallocated")
     create_unique_mac_address_attempts: int = _flag(5, "attempts to find an unused MAC")
     fixed_ip_disassociate_timeout: int = _flag(600, "seconds a deallocated, unleased IP waits before reuse")
-    # nova/flags.py: how often a service runs its periodic tasks.
+    # nova/service.py: how often a service runs its periodic tasks (one tick; nova-compute's
+    # power-state sync runs every 11th).
     periodic_interval: int = _flag(60, "seconds between periodic tasks")
     # nova/network/linux_net.py
     public_interface: str = _flag("eth0", "interface for public (SNAT) traffic")
@@ -83,6 +84,10 @@ class Flags:
     # nova/virt/libvirt/connection.py: Essex defaulted to kvm; empty here means probe the node.
     libvirt_type: str = _flag("", "libvirt domain type: kvm or qemu (empty: probe at start)")
     compute_rpc_port: int = _flag(8781, "flatbed: port nova-compute serves its RPC on")
+    # nova/flags.py: what nova-compute's init_host does with the guests of a rebooted host.
+    start_guests_on_host_boot: bool = _flag(False, "start every guest of this host when nova-compute starts")
+    resume_guests_state_on_host_boot: bool = _flag(
+        False, "start the guests that were running before the host rebooted, when nova-compute starts")
     # flatbed: the memory of every flavor, so that many guests fit a small host (0: the flavor's).
     flavor_memory_mb: int = _flag(0, "override the memory of every flavor, in MB")
     # nova/service.py: where nova-api listens (the compute API and the metadata API).

@@ -56,5 +56,8 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         LOG.error("cannot start: %s", exc)
         return 1
-    # Serve first, then announce: the controller may call back as soon as it knows us.
-    return service.run([server], ready=lambda: register(conf), errors=(RegisterError,))
+    def ready() -> None:
+        register(conf)  # serve first, then announce: the controller may call back as soon as it knows us
+        service.start_periodic_tasks(manager.periodic_tasks, conf.periodic_interval)
+
+    return service.run([server], ready=ready, errors=(RegisterError,))

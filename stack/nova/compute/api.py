@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 
 from nova import crypto, rpc
 from nova.api import ec2utils, metadata
-from nova.compute import instance_types
+from nova.compute import instance_types, power_state
 from nova.compute.security_groups import SecurityGroups
-from nova.compute.states import ACTIVE, BUILDING, DELETING, ERROR, NETWORKING, SPAWNING
+from nova.compute.states import ACTIVE, BUILDING, DELETING, ERROR, NETWORKING, SHUTOFF, SPAWNING
 from nova.compute.tasks import Task, TaskRunner
 from nova.db import Database, DuplicateKeyPair, Instance, utcnow
 from nova.flags import Flags
@@ -248,13 +248,15 @@ class ComputeAPI:
                                         rules=groups.rules_for_instance(instance.id))
             if not (isinstance(result, dict) and result.get("running")):
                 raise BuildError(f"domain {instance.name} is not running on {instance.host} after spawn")
+            running_state = int(result.get("power_state", power_state.RUNNING))
         except rpc.RemoteError as exc:
             self._fail_build(instance, exc.message if exc.delivered else str(exc))
             return
         except BuildError as exc:
             self._fail_build(instance, str(exc))
             return
-        self.db.instance_finish_task(instance_id, vm_state=ACTIVE, launched_at=utcnow(), fault=None)
+        self.db.instance_finish_task(instance_id, vm_state=ACTIVE, power_state=running_state, launched_at=utcnow(),
+                                     fault=None)
         LOG.info("Instance %s is ACTIVE on %s with %s", instance.name, instance.host, network.get("address"))
 
     def _fail_build(self, instance: Instance, fault: str) -> None:
@@ -376,10 +378,23 @@ class ComputeAPI:
             image_ec2_id=self.images.ec2_id(instance.image_ref), reservation_id=instance.reservation_id or "",
             key_name=instance.key_name, key_data=instance.key_data, user_data=instance.user_data)
 
+    # --- the rows nova-compute reads and writes (Essex's nova-compute opened the database) --------
+
+    def instances_on_host(self, host: str) -> list[dict[str, Any]]:
+        """Id, names, vm_state, task_state and power_state of ``host``'s live instances."""
+        return [{"id": i.id, "uuid": i.uuid, "name": i.name, "vm_state": i.vm_state, "task_state": i.task_state,
+                 "power_state": i.power_state} for i in self.db.instance_get_all_by_host(host)]
+
+    def set_power_state(self, instance_id: int, power_state: int, vm_state: str | None = None) -> bool:
+        """A compute's reading of an instance's power state (and the vm_state it implies)."""
+        if vm_state not in (None, ACTIVE, SHUTOFF):
+            raise ApiError(f"a compute may not set vm_state {vm_state!r}")
+        return self.db.instance_set_power_state(int(instance_id), int(power_state), vm_state)
+
     # --- the RPC nova-api serves --------------------------------------------------------------------
 
     def rpc_methods(self) -> dict[str, Callable[..., Any]]:
-        """What the nova CLI calls on nova-api (JSON over HTTP, as the other services)."""
+        """What the nova CLI and nova-compute call on nova-api (JSON over HTTP, as the other services)."""
         return {
             "create_server": lambda **kw: self.view(self.create(**kw)),
             "list_servers": lambda: [self.view(i) for i in self.list()],
@@ -391,4 +406,7 @@ class ComputeAPI:
             "create_keypair": self.create_keypair,
             "list_keypairs": self.list_keypairs,
             "delete_keypair": self.delete_keypair,
+            # nova-compute's database access
+            "instances_on_host": self.instances_on_host,
+            "set_power_state": self.set_power_state,
         }
