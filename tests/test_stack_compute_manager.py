@@ -159,6 +159,16 @@ def test_sync_runs_every_eleventh_tick(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runs == [11, 22, 33]
 
 
+def test_ticks_are_logged_as_essex(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """With --verbose a test can wait for sync rounds in the journal instead of sleeping."""
+    mgr = manager(Driver({}), Records([]), monkeypatch)
+    with caplog.at_level("DEBUG", logger="nova.manager"):
+        for _ in range(11):
+            mgr.periodic_tasks()
+    assert caplog.messages[0] == "Skipping ComputeManager._sync_power_states, 10 ticks left until next run"
+    assert caplog.messages[-1] == "Running periodic task ComputeManager._sync_power_states"
+
+
 def sync(mgr: ComputeManager) -> None:
     for _ in range(11):
         mgr.periodic_tasks()

@@ -3,7 +3,8 @@
 A method marked ``@periodic_task`` runs at every tick of the service's periodic loop
 (``--periodic_interval`` seconds, the first tick one interval after start);
 ``@periodic_task(ticks_between_runs=N)`` skips N ticks between two runs, the first run included:
-it runs at tick N+1, 2(N+1), ... A failing task is logged and the others still run.
+it runs at tick N+1, 2(N+1), ... A failing task is logged and the others still run. With
+``--verbose`` each tick logs Essex's "Running periodic task <Manager>.<task>" (or "Skipping ...").
 
 >>> class Counter(Manager):
 ...     def __init__(self): self.every, self.sparse = 0, 0
@@ -51,12 +52,15 @@ class Manager:
     def periodic_tasks(self) -> None:
         skips: dict[str, int] = self.__dict__.setdefault("_ticks_to_skip", {})
         for name, task, between in self._periodic():
+            full_name = f"{type(self).__name__}.{name}"
             left = skips.setdefault(name, between)
             if left > 0:
+                LOG.debug("Skipping %s, %s ticks left until next run", full_name, left)
                 skips[name] = left - 1
                 continue
             skips[name] = between
+            LOG.debug("Running periodic task %s", full_name)
             try:
                 task()
             except Exception:
-                LOG.exception("Error during %s.%s", type(self).__name__, name)
+                LOG.exception("Error during %s", full_name)
