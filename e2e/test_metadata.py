@@ -29,7 +29,7 @@ USER_DATA = "#!/bin/sh\necho flatbed-user-data-ran-as-$(id -un)\n"
 VERSIONS = ["1.0", "2007-01-19", "2007-03-01", "2007-08-29", "2007-10-10", "2007-12-15", "2008-02-01",
             "2008-09-01", "2009-04-04"]
 META_DATA = ["ami-id", "ami-launch-index", "ami-manifest-path", "block-device-mapping/", "hostname",
-             "instance-action", "instance-id", "instance-type", "local-hostname", "local-ipv4", "mpi/", "placement/",
+             "instance-action", "instance-id", "instance-type", "local-hostname", "local-ipv4", "placement/",
              "public-hostname", "public-ipv4", "public-keys/", "reservation-id", "security-groups"]
 
 
