@@ -150,6 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     _verb(sub, "list", "list the testbeds on this host",
           "List the testbeds recorded in the state root, with provider, status and topology.", "  flatbed list",
           testbed=False)
+    ck = _verb(sub, "check", "is this host ready for testbeds? a table of checks with verdicts and fixes",
+               "Check what testbeds need on this host: root, the container tools and cgroup v2; for VMs Vagrant and "
+               "vagrant-libvirt, libvirt answering, KVM really booting a kernel, nested virtualization for guests; "
+               "memory and disk for one testbed per worker; the image cache. Prints each check's verdict and, "
+               "when it is not ok, the fix. Exits 1 when the chosen provider (auto: the one the suite would "
+               "pick) cannot run.",
+               "  flatbed check\n  flatbed check --provider vagrant -n 2    # a KVM runner for pytest -n 2",
+               testbed=False)
+    ck.add_argument("--provider", choices=providers.CHOICES, default="auto")
+    ck.add_argument("-n", "--workers", type=int, default=1, metavar="N",
+                    help="testbeds at once, as with pytest -n N (default: %(default)s)")
+    ck.add_argument("--libvirt-uri", default=os.environ.get("FLATBED_LIBVIRT_URI"),
+                    help="vagrant provider: ask this existing libvirt instead of a private libvirtd")
+    ck.add_argument("--json", action="store_true", help="the checks as JSON")
     _verb(sub, "images", "build the node and guest images if needed, and list the cache",
           "Build (or find cached) the base root and the cirros-compatible guest, then list the image cache.",
           "  flatbed images", testbed=False)
@@ -322,6 +336,21 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from flatbed import readiness
+
+    if args.workers < 1:
+        raise FlatbedError(f"check: --workers must be at least 1, not {args.workers}")
+    report = readiness.evaluate(args.provider, workers=args.workers, libvirt_uri=args.libvirt_uri)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        sys.stdout.write(readiness.render(report))
+    return 0 if report.ok else 1
+
+
 def cmd_leaks(args: argparse.Namespace) -> int:
     from flatbed.leftovers import scan
 
@@ -359,7 +388,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 VERBS = {"up": cmd_up, "status": cmd_status, "exec": cmd_exec, "ssh": cmd_ssh, "console": cmd_console,
          "boot": cmd_boot, "delete": cmd_delete, "collect": cmd_collect, "down": cmd_down, "clean": cmd_clean,
-         "list": cmd_list, "images": cmd_images, "leaks": cmd_leaks}
+         "list": cmd_list, "images": cmd_images, "check": cmd_check, "leaks": cmd_leaks}
 
 
 def main(argv: list[str] | None = None) -> int:
