@@ -198,3 +198,26 @@ def prune(older_than: float, *, dry_run: bool = False, root: Path | None = None,
             shutil.rmtree(session.path)
         removed.append(session.path)
     return removed, refused
+
+
+def session_leaks(record: SessionRecord, tagged: dict[str, list[str]],
+                  recorded: dict[str, str]) -> tuple[list[str], list[str]]:
+    """``flatbed leaks --session``: (leaks, notes) for the session's own testbeds only.
+
+    ``tagged`` is every run-tagged resource on the host by run id, ``recorded`` the status of each
+    state file in the state root. A testbed the session kept (a failing night's, for the morning)
+    is a note, not a leak; any other testbed of the session must have left nothing behind.
+    """
+    leaks, notes = [], []
+    for bed in record.testbeds:
+        left = list(tagged.get(bed.run_id, []))
+        if bed.run_id in recorded:
+            left.append(f"state file of {bed.run_id} ({recorded[bed.run_id]})")
+        if bed.outcome == "kept":
+            why = f", {len(bed.failed)} failed" if bed.failed else ""
+            status = recorded.get(bed.run_id, "no state file")
+            notes.append(f"testbed {bed.run_id} ({bed.topology}) kept{why}: {status}")
+            continue
+        never = " (its run never finished)" if bed.outcome == "up" else ""
+        leaks += [f"{item}{never}" for item in left]
+    return leaks, notes

@@ -96,3 +96,18 @@ def test_dry_run_removes_nothing():
 def test_unknown_session_is_one_clear_error(tmp_path):
     with pytest.raises(FlatbedError, match="no session 'nope'"):
         artifacts.Session.find("nope")
+
+
+def test_session_leaks_count_only_the_sessions_own_testbeds():
+    record = artifacts.SessionRecord("s", 0.0, "", testbeds=[
+        artifacts.TestbedEntry("fb000001", "default", outcome="removed"),
+        artifacts.TestbedEntry("fb000002", "default", outcome="kept", failed=["t1"]),
+        artifacts.TestbedEntry("fb000003", "no-same-net", outcome="up"),
+        artifacts.TestbedEntry("fb000004", "alt", outcome="removed")])
+    tagged = {"fb000001": ["namespace fb000001-sw"], "fb000002": ["namespace fb000002-sw"],
+              "fb000003": ["cgroup flatbed/fb000003-controller-1"], "fb0000ff": ["namespace fb0000ff-sw"]}
+    leaks, notes = artifacts.session_leaks(record, tagged, {"fb000002": "up", "fb000003": "creating"})
+    assert leaks == ["namespace fb000001-sw", "cgroup flatbed/fb000003-controller-1 (its run never finished)",
+                     "state file of fb000003 (creating) (its run never finished)"]
+    assert notes == ["testbed fb000002 (default) kept, 1 failed: up"]
+    assert artifacts.session_leaks(record, {}, {"fb000002": "up"})[0] == []
