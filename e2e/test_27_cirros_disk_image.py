@@ -34,6 +34,7 @@ import pytest
 from fixtures.cli import BackgroundRun, FlatbedCli
 from fixtures.guests import Guest, GuestManager
 from fixtures.guestshell import GuestShell, guest_shell
+from fixtures.plugin import FACTORY, TestbedFactory
 from fixtures.reuse import history_of
 from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.checks.cirros import Expected, Facts, Mismatch, check_console
@@ -45,6 +46,9 @@ from flatbed.waiters import wait_until
 
 MODULE = "e2e/test_27_cirros_disk_image.py"
 OUTER = "test_cirros_image_option_end_to_end"
+# What the inner run must pass: every test of the second half of this module.
+INNER_TESTS = ("test_store_holds_the_given_file", "test_domain_boots_from_its_disk",
+               "test_console_shows_the_facts_in_its_generations_words", "test_root_is_the_disk_and_sudo_gives_root")
 
 
 def given_image(config: pytest.Config) -> Path | None:
@@ -71,7 +75,6 @@ def start_in_background(config: pytest.Config) -> None:
     beside the other modules; stopped at the session's end if still going."""
     if why_not(config) or RUN in config.stash:
         return
-    from fixtures.plugin import FACTORY
     from flatbed.images.cirros_disk import ensure_cirros_disk
 
     factory = config.stash[FACTORY]
@@ -79,12 +82,17 @@ def start_in_background(config: pytest.Config) -> None:
     junit = Path(tempfile.mkdtemp(prefix="flatbed-test27-")) / "inner.xml"
     run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
         MODULE, "--cirros-image", str(disk), "--topology", str(Path(factory.topology_path).resolve()),
-        f"--destroy={factory.destroy}", f"--junitxml={junit}", "-q", "-rs")
+        f"--destroy={factory.destroy}", *passed_through(factory), f"--junitxml={junit}", "-q", "-rs")
     config.stash[RUN] = run
     config.stash[JUNIT] = junit
     config.add_cleanup(run.stop)
     config.add_cleanup(lambda: shutil.rmtree(junit.parent, ignore_errors=True))
 
+
+def passed_through(factory: TestbedFactory) -> list[str]:
+    """The session's other options that shape a testbed, for the inner run."""
+    options = [("--mirror", factory.mirror), ("--libvirt-uri", factory.libvirt_uri), ("--artifacts", factory.artifacts)]
+    return [arg for flag, value in options if value for arg in (flag, str(value))]
 
 
 def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
@@ -195,7 +203,3 @@ def test_root_is_the_disk_and_sudo_gives_root(shell: GuestShell) -> None:
     assert root[0].startswith("/dev/vd") and root[2].startswith("ext"), f"/ is not the disk: {root}"
     assert shell.check(["id", "-u"]).strip() != "0"
     assert shell.check(["sudo", "-n", "id", "-u"]).strip() == "0"
-
-
-INNER_TESTS = ("test_store_holds_the_given_file", "test_domain_boots_from_its_disk",
-               "test_console_shows_the_facts_in_its_generations_words", "test_root_is_the_disk_and_sudo_gives_root")
