@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="vagrant provider: ask this existing libvirt instead of a private libvirtd")
     ck.add_argument("--json", action="store_true", help="the checks as JSON")
     _verb(sub, "images", "build the node and guest images if needed, and list the cache",
-          "Build (or find cached) the base root and the cirros-compatible guest, then list the image cache.",
+          "Build (or find cached) the base root, the cirros-compatible guest and that guest as a cirros-layout "
+          "disk image (what the suite tests --cirros-image with), then list the image cache.",
           "  flatbed images", testbed=False)
     _verb(sub, "leaks", "list resources of flatbed runs left on this host (exit 1 if any)",
           "List namespaces, cgroups, mounts and state files tagged with a flatbed run id, on the whole host. "
@@ -326,10 +327,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_images(args: argparse.Namespace) -> int:
     from flatbed.images import list_images
     from flatbed.images.base import ensure_base
+    from flatbed.images.cirros_disk import ensure_cirros_disk
     from flatbed.images.guest import ensure_guest
 
     ensure_base()
-    ensure_guest()
+    # The cirros-layout disk is what the suite tests --cirros-image with (e2e/test_27).
+    ensure_cirros_disk(ensure_guest())
     for image in list_images():
         print(f"{image.kind:6} {image.hash16}  {image.size / 2**20:7.0f} MiB  "
               f"{'complete' if image.complete else 'INCOMPLETE'}  {image.path}")
