@@ -20,7 +20,7 @@ import re
 import pytest
 
 from fixtures.guests import wait_pingable
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 
 pytestmark = pytest.mark.usefixtures("document_start", "metadata_dnat")
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_listing
 from fixtures.guests import Guest
-from fixtures.timeouts import LEASE_TIMEOUT
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.timeouts import LEASE_TIMEOUT
 from flatbed.node import Node
 from flatbed.topology import Topology
 from flatbed.waiters import wait_until

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_lines_in_order, assert_listing
 from fixtures.guests import Guest, GuestManager, ping, wait_pingable
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_lines_in_order, assert_listing
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology

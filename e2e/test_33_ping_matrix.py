@@ -2,7 +2,7 @@
 
 Two guests, A on the first compute and B on the second (the session's ``guest_pair``). Each case
 checks its outcome *and* the document's reason for it, with a witness that does not depend on
-timing (``fixtures/expect.py`` derives outcome and reason from the topology). An accepted ping's
+timing (``flatbed/checks/expect.py`` derives outcome and reason from the topology). An accepted ping's
 first echo is NEW to conntrack and meets the deciding rule; the rest of it is ESTABLISHED. A
 dropped echo never becomes a connection, so each one meets the DROP.
 
@@ -27,11 +27,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_listing
 from fixtures.guests import Guest, wait_pingable
 from fixtures.guestshell import GuestShell, guest_shell
-from fixtures.traffic import capturing, icmp_send_errno, ip_mib, ping_node, rule_deltas
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.traffic import capturing, icmp_send_errno, ip_mib, ping_node, rule_deltas
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology

@@ -26,14 +26,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect, listings
 from fixtures.cli import REPO
-from fixtures.compare import assert_lines_in_order, assert_listing
 from fixtures.guests import Guest, GuestManager
 from fixtures.guestshell import GuestShell, guest_shell
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
-from fixtures.traffic import ping_node, rule_deltas
 from fixtures.variants import goes_away, own_testbed
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_lines_in_order, assert_listing
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks.traffic import ping_node, rule_deltas
 from flatbed.cloud import Cloud
 from flatbed.testbed import Testbed
 

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_listing
 from fixtures.guests import Guest, GuestManager
-from fixtures.services import is_active, nova_network_applies_last, systemctl
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT, METADATA_DOWN_TIMEOUT
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.services import is_active, nova_network_applies_last, systemctl
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT, METADATA_DOWN_TIMEOUT
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology

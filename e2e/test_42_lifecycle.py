@@ -20,9 +20,9 @@ import ipaddress
 
 import pytest
 
-from fixtures import expect, listings
 from fixtures.guests import Guest, GuestManager
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT, LEASE_TIMEOUT
+from flatbed.checks import expect, listings
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT, LEASE_TIMEOUT
 from flatbed.cloud import Cloud, FixedIp
 from flatbed.node import Node
 from flatbed.testbed import Testbed

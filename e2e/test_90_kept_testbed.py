@@ -25,7 +25,7 @@ import pytest
 
 from fixtures.cli import REPO, FlatbedCli, leftovers_of
 from fixtures.reuse import require_before_any_guest
-from fixtures.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
+from flatbed.checks.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import parse_fixed_list
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until

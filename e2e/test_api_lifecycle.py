@@ -20,8 +20,8 @@ import shlex
 import pytest
 
 from fixtures.guests import LEASE_LINE, GuestManager, parse_table
-from fixtures.services import nova_network_applies_last
-from fixtures.timeouts import BUILD_TIMEOUT, DELETE_TIMEOUT
+from flatbed.checks.services import nova_network_applies_last
+from flatbed.checks.timeouts import BUILD_TIMEOUT, DELETE_TIMEOUT
 from flatbed.node import Node, Result
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology

@@ -20,7 +20,7 @@ import pytest
 
 from fixtures.guests import Guest, GuestManager
 from fixtures.metadata import METADATA_IP, KeyPair, keypair_add, keypair_delete, metadata_target, ssh, wait_for_ssh
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.node import Node
 
 pytestmark = pytest.mark.usefixtures("metadata_dnat")
