@@ -9,6 +9,7 @@ the host's bridges or firewall.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pyroute2 import NetNS, netns
+
+from flatbed import procs
+from flatbed.waiters import wait_until
 
 NETNS_DIR = Path("/run/netns")
 
@@ -30,9 +34,19 @@ def create_namespace(name: str) -> None:
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
 
-def remove_namespace(name: str) -> None:
-    if exists(name):
-        netns.remove(name)
+def remove_namespace(name: str, timeout: float = 15) -> int:
+    """Kill every process in namespace ``name``, then remove it; returns how many were killed.
+
+    A process left inside would keep the namespace (and its interfaces) alive after removal.
+    """
+    if not exists(name):
+        return 0
+    pids = pids_in(name)
+    for pid in pids:
+        procs.send(pid, signal.SIGKILL)
+    wait_until(lambda: not pids_in(name), timeout=timeout, what=f"processes in namespace {name} to exit")
+    netns.remove(name)
+    return len(pids)
 
 
 def list_namespaces(prefix: str) -> list[str]:

@@ -25,6 +25,7 @@ from flatbed import hostnet, procs
 from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.images.base import BaseImage
 from flatbed.localnode import LocalNode
+from flatbed.mounts import mounts_under
 from flatbed.providers.base import Provider
 from flatbed.waiters import wait_until
 
@@ -282,9 +283,6 @@ class NspawnProvider(Provider):
     def _remove_namespace(self, ns: str) -> list[str]:
         if not hostnet.exists(ns):
             return []
-        for pid in hostnet.pids_in(ns):
-            procs.send(pid, signal.SIGKILL)
-        wait_until(lambda: not hostnet.pids_in(ns), timeout=10, what=f"processes in namespace {ns} to exit")
         hostnet.remove_namespace(ns)
         return [f"namespace {ns}"]
 
@@ -299,8 +297,7 @@ class NspawnProvider(Provider):
                 found.append(f"launcher pid {record['launcher']}")
             if record.get("upper") and Path(record["upper"]).exists():
                 found.append(f"overlay {record['upper']}")
-        with open("/proc/self/mountinfo") as f:
-            found += [f"mount {line.split()[4]}" for line in f if str(self.state.dir) in line]
+        found += [f"mount {point}" for point in mounts_under(self.state.dir)]
         return found
 
 

@@ -495,10 +495,7 @@ class VagrantProvider(Provider):
                 PrivateLibvirtd.stop(pid)
                 removed.append(f"libvirtd (pid {pid})")
             if netns and hostnet.exists(netns):
-                for stray in hostnet.pids_in(netns):  # qemu of a domain libvirtd did not stop, vagrant
-                    procs.send(stray, signal.SIGKILL)
-                wait_until(lambda: not hostnet.pids_in(netns), timeout=15, what=f"processes in namespace {netns}")
-                hostnet.remove_namespace(netns)
+                hostnet.remove_namespace(netns)  # and its strays: qemu of a domain libvirtd did not stop
                 removed.append(f"namespace {netns}")
             sockets = RUNTIME_DIR / self.run
             if sockets.exists():
