@@ -33,9 +33,11 @@ from flatbed.waiters import wait_until
 FAILING_TEST = '''\
 """Deliberately failing (written by e2e/test_90_kept_testbed.py): boots a guest, then fails."""
 
+from flatbed.checks.console import wait_for_lease
+
 
 def test_boots_a_guest_then_fails(guest):
-    guest.wait_for_lease()
+    wait_for_lease(guest)
     assert False, "deliberate failure: the testbed must be kept (--destroy=passing)"
 '''
 GUEST = "probe"
