@@ -25,7 +25,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.cli import REPO
 from fixtures.guests import BootedGuests
 from fixtures.variants import goes_away, own_testbed
 from flatbed import domains
@@ -33,6 +32,7 @@ from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_lines_in_order, assert_listing
 from flatbed.checks.console import console, wait_for_console, wait_for_lease
 from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.runs import REPO
 from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.checks.traffic import ping_node, rule_deltas
 from flatbed.cloud import Cloud, Guest

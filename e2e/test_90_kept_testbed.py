@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures.cli import REPO, FlatbedCli, leftovers_of
 from fixtures.reuse import require_before_any_guest
+from flatbed.checks.runs import REPO, FlatbedCli, leftovers_of
 from flatbed.checks.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import parse_fixed_list
 from flatbed.testbed import Testbed

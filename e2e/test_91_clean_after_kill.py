@@ -16,8 +16,8 @@ import signal
 import subprocess
 import time
 
-from fixtures.cli import FlatbedCli, leftovers_of
 from flatbed import hostnet, state
+from flatbed.checks.runs import FlatbedCli, leftovers_of
 from flatbed.checks.timeouts import RUN_TIMEOUT
 from flatbed.waiters import wait_until
 
