@@ -46,7 +46,7 @@ def metadata_answers(controller: Node, topology: Topology) -> bool:
 @pytest.fixture(scope="module")
 def probe(guests: BootedGuests) -> Guest:
     guest = guests.boot("md-probe")
-    wait_for_console(guest, FIRST_TRY.format(iid=guest.ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
+    wait_for_console(guest, FIRST_TRY.format(iid=expect.Identity(guest.id).ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
                      what="cloud-setup's success at the first try")
     return guest
 
@@ -95,7 +95,8 @@ def test_after_nova_api_starts_the_retrying_guest_gets_through(probe: Guest, res
                                                               controller: Node, topology: Topology) -> None:
     systemctl(controller, "start", "nova-api")
     assert metadata_answers(controller, topology)
-    match = wait_until(lambda: re.search(LATER_TRY.format(iid=probe.ec2_id), console(probe)[reset_console:]),
+    later_try = LATER_TRY.format(iid=expect.Identity(probe.id).ec2_id)
+    match = wait_until(lambda: re.search(later_try, console(probe)[reset_console:]),
                        timeout=CLOUD_FINAL_TIMEOUT, what=f"{probe.name}: cloud-setup's success after the restart",
                        describe=lambda: console(probe)[reset_console:][-1500:])
     assert int(match.group(1)) > 1
@@ -103,7 +104,7 @@ def test_after_nova_api_starts_the_retrying_guest_gets_through(probe: Guest, res
 
 def test_a_new_guest_gets_metadata_at_the_first_try(guests: BootedGuests, reset_console: int) -> None:
     guest = guests.boot("md-after")
-    wait_for_console(guest, FIRST_TRY.format(iid=guest.ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
+    wait_for_console(guest, FIRST_TRY.format(iid=expect.Identity(guest.id).ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
                      what="cloud-setup's success at the first try, nova-api running again")
 
 

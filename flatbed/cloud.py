@@ -166,10 +166,6 @@ class Guest:
         return instance_id(self.instance_name)
 
     @property
-    def ec2_id(self) -> str:
-        return f"i-{self.id:08x}"
-
-    @property
     def console_log(self) -> str:
         return f"{self.instance_dir}/console.log"
 
