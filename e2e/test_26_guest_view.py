@@ -21,10 +21,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect
-from fixtures.compare import assert_listing
-from fixtures.guests import Guest
-from fixtures.guestshell import GuestShell, guest_shell
+from flatbed.checks import expect
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 

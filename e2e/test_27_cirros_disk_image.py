@@ -31,16 +31,19 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.cli import BackgroundRun, FlatbedCli
-from fixtures.guests import Guest, GuestManager
-from fixtures.guestshell import GuestShell, guest_shell
-from fixtures.plugin import FACTORY, TestbedFactory
-from fixtures.reuse import history_of
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
+from fixtures.guests import BootedGuests
+from fixtures.plugin import FACTORY, Options
 from flatbed.checks.cirros import Expected, Facts, Mismatch, check_console
+from flatbed.checks.console import console
+from flatbed.checks.expect import Identity
+from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.runs import BackgroundRun, FlatbedCli
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.cloud import Guest
 from flatbed.errors import FlatbedError
 from flatbed.images.hashing import hash_file
 from flatbed.provisioning import IMAGE_STORE
+from flatbed.reuse import history
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
 
@@ -77,22 +80,22 @@ def start_in_background(config: pytest.Config) -> None:
         return
     from flatbed.images.cirros_disk import ensure_cirros_disk
 
-    factory = config.stash[FACTORY]
+    options = config.stash[FACTORY].options
     disk = ensure_cirros_disk(progress=print)
     junit = Path(tempfile.mkdtemp(prefix="flatbed-test27-")) / "inner.xml"
     run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
-        MODULE, "--cirros-image", str(disk), "--topology", str(Path(factory.topology_path).resolve()),
-        f"--destroy={factory.destroy}", *passed_through(factory), f"--junitxml={junit}", "-q", "-rs")
+        MODULE, "--cirros-image", str(disk), "--topology", str(Path(options.topology_path).resolve()),
+        f"--destroy={options.destroy}", *passed_through(options), f"--junitxml={junit}", "-q", "-rs")
     config.stash[RUN] = run
     config.stash[JUNIT] = junit
     config.add_cleanup(run.stop)
     config.add_cleanup(lambda: shutil.rmtree(junit.parent, ignore_errors=True))
 
 
-def passed_through(factory: TestbedFactory) -> list[str]:
+def passed_through(options: Options) -> list[str]:
     """The session's other options that shape a testbed, for the inner run."""
-    options = [("--mirror", factory.mirror), ("--libvirt-uri", factory.libvirt_uri), ("--artifacts", factory.artifacts)]
-    return [arg for flag, value in options if value for arg in (flag, str(value))]
+    given = [("--mirror", options.mirror), ("--libvirt-uri", options.libvirt_uri), ("--artifacts", options.artifacts)]
+    return [arg for flag, value in given if value for arg in (flag, str(value))]
 
 
 def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
@@ -141,19 +144,19 @@ def disk_guest(image: Path, bed: Testbed) -> Iterator[tuple[Guest, Expected]]:
     """A guest of the given image on the first compute, with the facts its console must show:
     the first address and instance id of the topology when the testbed never had a guest (always
     so in the inner run), else nova's record of it."""
-    fresh = history_of(bed) is None
+    fresh = history(bed) is None
     topo = bed.topology
-    manager = GuestManager(bed)
-    guest = manager.boot("cirros-disk", compute=topo.computes[0].name)
+    booted = BootedGuests(bed)
+    guest = booted.boot("cirros-disk", compute=topo.computes[0].name)
     try:
         lease_time = int(topo.nova_flags(topo.controller).get("dhcp_lease_time", 120))
         if fresh:
             expected = Expected(str(topo.flat.dhcp_start), lease_time, f"i-{topo.first_instance_id:08x}")
         else:
-            expected = Expected(guest.ip, lease_time, guest.ec2_id)
+            expected = Expected(guest.ip, lease_time, Identity(guest.id).ec2_id)
         yield guest, expected
     finally:
-        manager.delete_all()
+        booted.delete_all()
 
 
 def test_store_holds_the_given_file(image: Path, bed: Testbed) -> None:
@@ -164,11 +167,11 @@ def test_store_holds_the_given_file(image: Path, bed: Testbed) -> None:
 
 def test_domain_boots_from_its_disk(disk_guest: tuple[Guest, Expected], image: Path) -> None:
     guest, _ = disk_guest
-    domain = ET.fromstring(guest.compute.check(["virsh", "dumpxml", guest.instance_name]))
+    domain = ET.fromstring(guest.node.check(["virsh", "dumpxml", guest.instance_name]))
     assert domain.find("os/kernel") is None and domain.find("os/boot").get("dev") == "hd"
     source = domain.find("devices/disk/source").get("file")
-    assert source == f"{guest.instances_path}/{guest.instance_name}/disk"
-    info = json.loads(guest.compute.check(["qemu-img", "info", "-U", "--output=json", source]))
+    assert source == f"{guest.instance_dir}/disk"
+    info = json.loads(guest.node.check(["qemu-img", "info", "-U", "--output=json", source]))
     backing = info.get("full-backing-filename") or info.get("backing-filename", "")
     assert info["format"] == "qcow2" and backing.endswith(f"/_base/{hash_file(image)}/disk"), info
 
@@ -177,7 +180,7 @@ def test_console_shows_the_facts_in_its_generations_words(disk_guest: tuple[Gues
     guest, expected = disk_guest
 
     def facts() -> Facts | None:
-        result = check_console(guest.console(), expected)
+        result = check_console(console(guest), expected)
         if isinstance(result, Mismatch) and result.final:
             raise AssertionError(f"{guest.name}: {result}")
         return result if isinstance(result, Facts) else None
@@ -185,9 +188,9 @@ def test_console_shows_the_facts_in_its_generations_words(disk_guest: tuple[Gues
     try:
         found = wait_until(facts, timeout=CLOUD_FINAL_TIMEOUT, interval=1,
                            what=f"{guest.name}: the lease, metadata and instance-id lines of its cirros generation",
-                           describe=lambda: str(check_console(guest.console(), expected)))
+                           describe=lambda: str(check_console(console(guest), expected)))
     except FlatbedError as e:
-        raise AssertionError(f"{e}\nconsole tail:\n" + "\n".join(guest.console().splitlines()[-25:])) from None
+        raise AssertionError(f"{e}\nconsole tail:\n" + "\n".join(console(guest).splitlines()[-25:])) from None
     print(found)
 
 

@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flatbed import hostnet, procs, providers, state
+from flatbed import hostnet, providers, state
 from flatbed.errors import FlatbedError
 from flatbed.leftovers import RUN_TAG
+from flatbed.mounts import mounts_under
 from flatbed.providers.nspawn import CGROUP_PARENT, CGROUP_ROOTS, _kill_cgroup
 from flatbed.topology import DEFAULT_TOPOLOGY
 from flatbed.topology import load as load_topology
-from flatbed.waiters import wait_until
 
 OVERLAY_IN_CMDLINE = re.compile(r"--overlay=[^:]*:(/\S+)/(fb[0-9a-f]{6})/nodes/")
 
@@ -95,7 +94,7 @@ def tagged_resources() -> dict[str, list[str]]:
         if parent.is_dir():
             for cg in sorted(p for p in parent.iterdir() if p.is_dir() and RUN_TAG.match(p.name)):
                 add(cg.name, f"cgroup {cg}")
-    for mountpoint in _mounts_under(state.state_root()):
+    for mountpoint in mounts_under(state.state_root()):
         run = mountpoint.relative_to(state.state_root()).parts[0]
         if re.fullmatch(rf"{state.RUN_PREFIX}[0-9a-f]{{6}}", run):
             add(run + "-", f"mount {mountpoint}")
@@ -138,16 +137,6 @@ def _run_pids(run_id: str) -> list[int]:
     return sorted(pids)
 
 
-def _mounts_under(root: Path) -> list[Path]:
-    prefix = str(root) + "/"
-    mounts = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mountpoint = line.split()[4]
-        if mountpoint.startswith(prefix):
-            mounts.append(Path(mountpoint))
-    return mounts
-
-
 def _nodes_running(st: state.TestbedState, progress: Callable[[str], None]) -> bool:
     """Every node the state file records is running (the provider hands out a handle)."""
     if not st.nodes:
@@ -179,16 +168,12 @@ def remove_tagged(run_id: str) -> list[str]:
         for cg in sorted(parent.glob(f"{run_id}-*")) if parent.is_dir() else []:
             _kill_cgroup(cg)
             removed.append(f"cgroup {cg} (and its processes)")
-    for mountpoint in sorted(_mounts_under(state.state_root() / run_id), key=lambda p: len(p.parts), reverse=True):
+    for mountpoint in mounts_under(state.state_root() / run_id):
         subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
         removed.append(f"mount {mountpoint}")
     for ns in hostnet.list_namespaces(f"{run_id}-"):
-        pids = hostnet.pids_in(ns)
-        for pid in pids:
-            procs.send(pid, signal.SIGKILL)
-        wait_until(lambda ns=ns: not hostnet.pids_in(ns), timeout=10, what=f"processes in namespace {ns} to exit")
-        hostnet.remove_namespace(ns)
-        removed.append(f"namespace {ns}" + (f" ({len(pids)} processes killed)" if pids else ""))
+        killed = hostnet.remove_namespace(ns)
+        removed.append(f"namespace {ns}" + (f" ({killed} processes killed)" if killed else ""))
     nodes = state.state_root() / run_id / "nodes"
     if nodes.is_dir() and not (nodes.parent / "state.json").exists():
         if any(nodes.iterdir()):

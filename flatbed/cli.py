@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from flatbed import providers, state
+from flatbed.cloud import BootFailed, Cloud, NoSuchGuest
 from flatbed.errors import FlatbedError
 from flatbed.testbed import Testbed
 from flatbed.topology import DEFAULT_TOPOLOGY
@@ -243,13 +244,12 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def _ssh_guest(bed: Testbed, args: argparse.Namespace, command: list[str]) -> int:
-    from flatbed import guestssh
-    from flatbed.cloud import Cloud
+    from flatbed import guestssh  # paramiko loads only for a guest shell
 
     cloud = Cloud(bed)
     try:
         guest = cloud.guest(args.target)
-    except FlatbedError:
+    except NoSuchGuest:
         raise FlatbedError(f"ssh: {args.target!r} is neither a node ({', '.join(bed.topology.names)}) nor a guest "
                            f"of testbed {bed.run_id}") from None
     if not guest.ip:
@@ -270,15 +270,11 @@ def _ssh_guest(bed: Testbed, args: argparse.Namespace, command: list[str]) -> in
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    from flatbed.cloud import Cloud
-
     bed = Testbed.attach(args.testbed)
-    cloud = Cloud(bed)
-    guest = cloud.guest(args.guest)
+    guest = Cloud(bed).guest(args.guest)
     if not guest.compute:
         raise FlatbedError(f"console: guest {guest.name} has no compute (status {guest.status})")
-    path = f"{cloud.instance_dir(guest.compute, guest.instance_name)}/console.log"
-    node = bed.node(guest.compute)
+    path, node = guest.console_log, guest.node
     if args.no_follow:
         sys.stdout.write(node.read_file(path))
         return 0
@@ -295,19 +291,19 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    from flatbed.cloud import Cloud
-
-    bed = Testbed.attach(args.testbed)
-    guest = Cloud(bed).boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
-    print(f"{guest.name}: {guest.status} on {guest.compute} as {guest.instance_name}, {guest.ip} ({guest.mac})")
+    cloud = Cloud(Testbed.attach(args.testbed))
+    try:
+        guest = cloud.boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
+    except BootFailed as e:
+        raise FlatbedError(f"{e} (it stays for a look: flatbed delete {e.uuid})") from None
+    print(f"{guest.name}: {guest.status} on {guest.compute} as {guest.instance_name}, {guest.ip} ({guest.mac}); "
+          f"id {guest.uuid}")
     print(f"  flatbed console {guest.name}      # follow its boot")
     print(f"  flatbed ssh {guest.name} --wait 60")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from flatbed.cloud import Cloud
-
     cloud = Cloud(Testbed.attach(args.testbed))
     for name in args.names:
         guest = cloud.delete(name)

@@ -9,11 +9,17 @@ the host's bridges or firewall.
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pyroute2 import NetNS, netns
+
+from flatbed import procs
+from flatbed.waiters import wait_until
 
 NETNS_DIR = Path("/run/netns")
 
@@ -28,9 +34,19 @@ def create_namespace(name: str) -> None:
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
 
-def remove_namespace(name: str) -> None:
-    if exists(name):
-        netns.remove(name)
+def remove_namespace(name: str, timeout: float = 15) -> int:
+    """Kill every process in namespace ``name``, then remove it; returns how many were killed.
+
+    A process left inside would keep the namespace (and its interfaces) alive after removal.
+    """
+    if not exists(name):
+        return 0
+    pids = pids_in(name)
+    for pid in pids:
+        procs.send(pid, signal.SIGKILL)
+    wait_until(lambda: not pids_in(name), timeout=timeout, what=f"processes in namespace {name} to exit")
+    netns.remove(name)
+    return len(pids)
 
 
 def list_namespaces(prefix: str) -> list[str]:
@@ -39,12 +55,45 @@ def list_namespaces(prefix: str) -> list[str]:
 
 @contextmanager
 def inside(name: str) -> Iterator[None]:
-    """Run the block with this process in namespace ``name`` (for /proc/sys/net writes)."""
+    """Run the block with this thread in namespace ``name`` (for /proc/sys/net writes)."""
+    if not exists(name):  # pyroute2 would create a missing one
+        raise FileNotFoundError(f"network namespace {name} does not exist")
     netns.pushns(name)
     try:
         yield
     finally:
         netns.popns()
+
+
+def connect(namespace: str | None, address: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``(address, port)`` made from inside ``namespace`` (None: this one).
+
+    The socket is created by a short-lived thread that entered the namespace (setns(2) moves
+    only the calling thread); a socket keeps the namespace it was made in, so the connection
+    lives there while the rest of the process never leaves its own. The socket is blocking.
+    """
+    if namespace is None:
+        sock = socket.create_connection((address, port), timeout=timeout)
+        sock.settimeout(None)
+        return sock
+    outcome: dict[str, object] = {}
+
+    def opener() -> None:
+        try:
+            netns.setns(str(NETNS_DIR / namespace), flags=0)  # flags=0: never create it
+            outcome["sock"] = socket.create_connection((address, port), timeout=timeout)
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=opener, name=f"connect in {namespace}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    sock = outcome["sock"]
+    assert isinstance(sock, socket.socket)
+    sock.settimeout(None)
+    return sock
 
 
 def sysctl(namespace: str, key: str, value: str) -> None:

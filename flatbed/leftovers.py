@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from flatbed import hostnet, state
+from flatbed.mounts import mounts_under
 from flatbed.providers.nspawn import CGROUP_PARENT, CGROUP_ROOTS
 
 RUN_TAG = re.compile(rf"^{state.RUN_PREFIX}[0-9a-f]{{6}}-")
@@ -32,11 +33,10 @@ def scan() -> list[str]:
         if parent.is_dir():
             for cg in sorted(p for p in parent.iterdir() if p.is_dir() and RUN_TAG.match(p.name)):
                 note(cg.name.split("-")[0], f"cgroup {cg}")
-    root = str(state.state_root())
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mountpoint = line.split()[4]
-        if mountpoint.startswith(root + "/"):
-            note(mountpoint[len(root) + 1:].split("/")[0], f"mount {mountpoint}")
+    root = state.state_root()
+    for mountpoint in mounts_under(root):
+        if mountpoint != root:
+            note(mountpoint.relative_to(root).parts[0], f"mount {mountpoint}")
     runtime = Path("/run/flatbed")  # the vagrant provider's private libvirtd sockets
     if runtime.is_dir():
         for entry in sorted(runtime.iterdir()):

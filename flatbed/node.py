@@ -1,7 +1,8 @@
 """The node API every layer above the providers uses: run a command, read and write files.
 
-A provider only implements ``_exec``; file transfer is built on it so that containers
-(nsenter) and VMs (SSH) behave the same.
+A provider implements ``_exec`` (file transfer is built on it, so that containers (nsenter) and
+VMs (SSH) behave the same), ``host_argv`` (a host command line attached to the node, for
+terminals) and ``open_tcp`` (a TCP stream from the node's network, for paramiko).
 
 >>> ctl = testbed.node("controller-1")
 >>> ctl.run("ip -4 -o addr show dev br100").stdout
@@ -15,8 +16,17 @@ import tarfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from flatbed.errors import FlatbedError
+
+# Every command on a node runs with this environment only (not the caller's): the same on every provider.
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def node_env(term: str = "dumb") -> list[str]:
+    """The ``env -i ...`` prefix that gives a command on a node its clean environment."""
+    return ["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8", f"TERM={term}"]
 
 
 class CommandError(FlatbedError):
@@ -45,6 +55,17 @@ class Result:
         return self
 
 
+class SocketLike(Protocol):
+    """What :meth:`Node.open_tcp` returns: a ``socket.socket`` or a ``paramiko.Channel``."""
+
+    def send(self, data: bytes) -> int: ...
+    def sendall(self, data: bytes) -> None: ...
+    def recv(self, size: int) -> bytes: ...
+    def settimeout(self, timeout: float | None) -> None: ...
+    def shutdown(self, how: int) -> None: ...
+    def close(self) -> None: ...
+
+
 class Node(ABC):
     """One machine of the testbed, reachable whatever the provider."""
 
@@ -68,6 +89,21 @@ class Node(ABC):
         it to its own (``ssh -t`` on VMs). Providers without such access say so.
         """
         raise FlatbedError(f"{self.name}: provider {type(self).__name__} gives no interactive access")
+
+    def open_tcp(self, address: str, port: int, timeout: float = 10) -> SocketLike:
+        """A TCP stream to ``(address, port)`` as seen from this node, for paramiko's ``sock=``.
+
+        Opened from the node's own network, whatever the provider: on containers and namespace
+        hosts a socket created in the node's network namespace, on VMs a ``direct-tcpip``
+        channel of the node's SSH connection. The caller closes it; the node runs nothing for it.
+        ``timeout`` bounds the connect only; the stream then blocks (paramiko sets its own).
+
+        Raises NodeGoneError when the node is not running, OSError when the connection cannot
+        be made (worth retrying): on containers the socket's own (ConnectionRefusedError,
+        TimeoutError, EHOSTUNREACH...), on VMs a ConnectionError (sshd's reason does not reach
+        paramiko) or TimeoutError.
+        """
+        raise FlatbedError(f"{self.name}: provider {type(self).__name__} gives no TCP access")
 
     def run(self, command: str | list[str], *, input: str | bytes | None = None, timeout: float = 120,
             check: bool = False) -> Result:

@@ -13,7 +13,6 @@ re-opened once when it died (testinfra's paramiko backend does the same).
 from __future__ import annotations
 
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,9 +23,8 @@ import paramiko
 
 from flatbed import hostnet
 from flatbed.errors import FlatbedError, NodeGoneError
-from flatbed.node import Node
+from flatbed.node import Node, SocketLike, node_env
 
-NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONNECT_TIMEOUT = 15.0
 
 
@@ -64,11 +62,7 @@ _LOCK = threading.Lock()
 
 
 def _connect(target: SSHTarget) -> paramiko.SSHClient:
-    if target.netns:
-        with hostnet.inside(target.netns):
-            sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
-    else:
-        sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
+    sock = hostnet.connect(target.netns, target.host, target.port, CONNECT_TIMEOUT)
     client = paramiko.SSHClient()
     known = Path(target.known_hosts)
     known.parent.mkdir(parents=True, exist_ok=True)
@@ -119,8 +113,30 @@ class SSHNode(Node):
                 _CLIENTS[self.target] = client
             return client
 
+    def _transport(self) -> paramiko.Transport:
+        """The node's live SSH transport (connected, or reconnected once when it had died)."""
+        transport = self._client().get_transport()
+        if transport is None or not transport.is_active():
+            transport = self._client(fresh=True).get_transport()
+        return transport
+
+    def open_tcp(self, address: str, port: int, timeout: float = 10) -> SocketLike:
+        """A ``direct-tcpip`` channel of the node's SSH connection: the VM's sshd makes the connection."""
+        transport = self._transport()
+        try:
+            return transport.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as e:  # the node's sshd answered: it could not connect
+            raise channel_error(self.name, address, port, e) from None
+        except paramiko.SSHException as e:  # paramiko's "Timeout opening channel.", or the transport died
+            if not transport.is_active():
+                gone = not self.is_running()
+                raise (NodeGoneError if gone else FlatbedError)(
+                    f"{self.name}: the SSH connection dropped while opening {address}:{port}"
+                    + (" (the VM is not running)" if gone else "")) from None
+            raise TimeoutError(f"{self.name}: no connection to {address}:{port} within {timeout:g} s ({e})") from None
+
     def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
-        command = shlex.join(["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb", *argv])
+        command = shlex.join([*node_env(), *argv])
         try:
             channel = self._client().get_transport().open_session()
         except (paramiko.SSHException, EOFError, OSError):
@@ -164,6 +180,15 @@ class SSHNode(Node):
                 pass
         feeder.join(timeout=5)
         return channel.recv_exit_status(), bytes(out), bytes(err)
+
+
+def channel_error(node: str, address: str, port: int, e: paramiko.ChannelException) -> Exception:
+    """What a refused ``direct-tcpip`` open means: paramiko keeps only the code, not sshd's reason."""
+    where = f"{node}: connecting to {address}:{port}"
+    if e.code == paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:  # not transient: sshd forbids forwarding
+        return FlatbedError(f"{where}: the node's sshd refuses TCP forwarding (AllowTcpForwarding)")
+    # OPEN_FAILED_CONNECT_FAILED: refused, unreachable or timed out on the node; retrying may help.
+    return ConnectionError(f"{where}: the node's sshd could not connect ({e.text})")
 
 
 def _feed(channel: paramiko.Channel, data: bytes) -> None:

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO / "stack"))
 from fake_iptables import canonical  # noqa: E402
 from test_stack_iptables import DOCUMENT_FILTER, DOCUMENT_NAT, Controller  # noqa: E402
 
-from fixtures import expect  # noqa: E402
-from fixtures.compare import assert_listing  # noqa: E402
+from flatbed.checks import expect  # noqa: E402
+from flatbed.checks.compare import assert_listing  # noqa: E402
 from flatbed.topology import DEFAULT_TOPOLOGY  # noqa: E402
 from flatbed.topology import load as load_topology  # noqa: E402
 from nova.network import iptables  # noqa: E402

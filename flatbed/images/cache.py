@@ -20,6 +20,7 @@ from pathlib import Path
 
 from flatbed.images.hashing import SHORT
 from flatbed.images.progress import Progress
+from flatbed.mounts import mounts_under
 
 MARKER = ".complete"
 DEFAULT_CACHE = Path("/var/cache/flatbed")
@@ -58,25 +59,6 @@ def kind_lock(kind: str, progress: Progress | None = None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _unescape_mount(field: str) -> str:
-    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
-
-
-def mounts_under(path: Path) -> list[Path]:
-    """Mount points at or below ``path`` (deepest first, the order to unmount them in)."""
-    base = os.path.realpath(path)
-    found: list[Path] = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            point = _unescape_mount(line.split()[4])
-            if point == base or point.startswith(base + "/"):
-                found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 def remove_tree(path: Path) -> None:

@@ -59,8 +59,8 @@ log_outputs = "3:file:{log}"
 LAUNCHER = r"""
 set -e
 mkdir -p /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /run/libvirt  # mount points
-for m in $(awk '$5 ~ "^/run/netns/" {print $5}' /proc/self/mountinfo | sort -r); do
-  umount -l "$m"
+for m in /run/netns/*; do  # each entry is a namespace's bind mount (maybe stacked)
+  while umount -l "$m" 2>/dev/null; do :; done
 done
 mount -t tmpfs -o mode=0755 flatbed-run /run/libvirt
 # sysfs as this network namespace sees it (the bridge and tap attributes libvirt reads).

@@ -24,14 +24,14 @@ from pathlib import Path
 from flatbed import hostnet, procs
 from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.images.base import BaseImage
-from flatbed.node import Node
+from flatbed.localnode import LocalNode
+from flatbed.mounts import mounts_under
 from flatbed.providers.base import Provider
 from flatbed.waiters import wait_until
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
 CGROUP_PARENT = "flatbed"
 BRIDGES = {"management": "mgmt", "flat": "flat"}
-NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Restart on exit 133 (the container rebooted); anything else ends the loop.
 LAUNCHER = """\
@@ -46,42 +46,31 @@ done
 """
 
 
-class NspawnNode(Node):
-    """A container node, entered with nsenter through its PID 1."""
+class NspawnNode(LocalNode):
+    """A container node, entered with nsenter through its PID 1 (the outside host: ``leader`` None)."""
 
     def __init__(self, name: str, role: str, netns: str, leader: int | None):
-        super().__init__(name, role)
-        self.netns = netns
+        super().__init__(name, role, netns)
         self.leader = leader
 
-    def _enter(self, term: str = "dumb") -> list[str]:
-        """nsenter (or ip netns exec) and a clean environment: the prefix of every command on the node."""
-        if self.leader is not None:
-            if not Path(f"/proc/{self.leader}").exists():
-                raise NodeGoneError(f"{self.name}: the container is not running (pid {self.leader} is gone)")
-            enter = ["nsenter", "-t", str(self.leader), "-a", "--"]
-        else:  # a plain namespace host (the outside host)
-            if not hostnet.exists(self.netns):
-                raise NodeGoneError(f"{self.name}: network namespace {self.netns} is gone")
-            enter = ["ip", "netns", "exec", self.netns]
-        return enter + ["env", "-i", f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8", f"TERM={term}"]
+    def ensure_running(self) -> None:
+        if self.leader is None:
+            super().ensure_running()
+        elif not Path(f"/proc/{self.leader}").exists():
+            raise NodeGoneError(f"{self.name}: the container is not running (pid {self.leader} is gone)")
+
+    def _enter(self) -> list[str]:
+        if self.leader is None:
+            return super()._enter()
+        self.ensure_running()
+        return ["nsenter", "-t", str(self.leader), "-a", "--"]
 
     def host_argv(self, argv: list[str], *, tty: bool = False) -> list[str]:
-        if not tty:
-            return self._enter() + argv
-        if self.leader is None:  # the outside host shares the host's /dev: the caller's pty serves
-            return self._enter(os.environ.get("TERM", "xterm")) + argv
+        if not tty or self.leader is None:
+            return super().host_argv(argv, tty=tty)
         # A terminal of the container's own devpts (`tty` names it, job control works): script(1),
         # from bsdutils, in every Debian root. -e: its exit status is the command's.
-        return self._enter(os.environ.get("TERM", "xterm")) + ["script", "-qefc", shlex.join(argv), "/dev/null"]
-
-    def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
-        enter = self._enter()
-        try:
-            proc = subprocess.run(enter + argv, input=stdin, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise FlatbedError(f"{self.name}: `{' '.join(argv)}` did not finish within {timeout:g} s") from None
-        return proc.returncode, proc.stdout, proc.stderr
+        return super().host_argv(["script", "-qefc", shlex.join(argv), "/dev/null"], tty=True)
 
 
 class NspawnProvider(Provider):
@@ -294,9 +283,6 @@ class NspawnProvider(Provider):
     def _remove_namespace(self, ns: str) -> list[str]:
         if not hostnet.exists(ns):
             return []
-        for pid in hostnet.pids_in(ns):
-            procs.send(pid, signal.SIGKILL)
-        wait_until(lambda: not hostnet.pids_in(ns), timeout=10, what=f"processes in namespace {ns} to exit")
         hostnet.remove_namespace(ns)
         return [f"namespace {ns}"]
 
@@ -311,8 +297,7 @@ class NspawnProvider(Provider):
                 found.append(f"launcher pid {record['launcher']}")
             if record.get("upper") and Path(record["upper"]).exists():
                 found.append(f"overlay {record['upper']}")
-        with open("/proc/self/mountinfo") as f:
-            found += [f"mount {line.split()[4]}" for line in f if str(self.state.dir) in line]
+        found += [f"mount {point}" for point in mounts_under(self.state.dir)]
         return found
 
 

@@ -43,11 +43,11 @@ from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.images.base import BaseImage
 from flatbed.images.box import Box, ensure_box
 from flatbed.images.cache import cache_dir
+from flatbed.localnode import LocalNode
 from flatbed.node import Node
 from flatbed.providers import kvmprobe
 from flatbed.providers.base import Provider
 from flatbed.providers.libvirtd import PrivateLibvirtd
-from flatbed.providers.nspawn import NspawnNode
 from flatbed.sshnode import SSHNode, SSHTarget, drop_connections, parse_ssh_config
 from flatbed.topology import Node as TopologyNode
 from flatbed.topology import Topology
@@ -197,17 +197,6 @@ class NetnsVagrant(python_vagrant.Vagrant):
     def _make_vagrant_command(self, args):  # noqa: ANN001, ANN202 - python-vagrant's signature
         command = super()._make_vagrant_command(args)
         return (["nsenter", f"--net=/run/netns/{self.netns}", "--"] + command) if self.netns else command
-
-
-class HostNode(Node):
-    """The outside host when an existing libvirt is used: this host itself."""
-
-    def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
-        try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise FlatbedError(f"{self.name}: `{' '.join(argv)}` did not finish within {timeout:g} s") from None
-        return proc.returncode, proc.stdout, proc.stderr
 
 
 class VagrantProvider(Provider):
@@ -458,12 +447,10 @@ class VagrantProvider(Provider):
         if record is None:
             raise FlatbedError(f"no node {name!r} in testbed {self.run} (nodes: {', '.join(self.state.nodes)})")
         if record["role"] == "outside":
-            netns = self.rec.get("netns")
-            if netns:
-                if not hostnet.exists(netns):
-                    raise NodeGoneError(f"{name}: network namespace {netns} is gone")
-                return NspawnNode(name, "outside", netns, None)
-            return HostNode(name, "outside")
+            # The private daemon's namespace, or this host itself with an existing libvirt.
+            node = LocalNode(name, "outside", self.rec.get("netns"))
+            node.ensure_running()
+            return node
         ssh = record.get("ssh")
         if ssh is None:
             raise NodeGoneError(f"{name}: the VM of testbed {self.run} has not come up")
@@ -508,10 +495,7 @@ class VagrantProvider(Provider):
                 PrivateLibvirtd.stop(pid)
                 removed.append(f"libvirtd (pid {pid})")
             if netns and hostnet.exists(netns):
-                for stray in hostnet.pids_in(netns):  # qemu of a domain libvirtd did not stop, vagrant
-                    procs.send(stray, signal.SIGKILL)
-                wait_until(lambda: not hostnet.pids_in(netns), timeout=15, what=f"processes in namespace {netns}")
-                hostnet.remove_namespace(netns)
+                hostnet.remove_namespace(netns)  # and its strays: qemu of a domain libvirtd did not stop
                 removed.append(f"namespace {netns}")
             sockets = RUNTIME_DIR / self.run
             if sockets.exists():

@@ -1,0 +1,255 @@
+"""``Node.open_tcp``: a TCP stream from a node's own network, usable as paramiko's ``sock=``.
+
+Without testbed nodes: the host and namespace variant (:class:`~flatbed.localnode.LocalNode`)
+against listeners on this host and in a namespace made here (root only), and the VM variant
+(:class:`~flatbed.sshnode.SSHNode`, a ``direct-tcpip`` channel) against an in-process paramiko
+server standing in for a VM's sshd.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+
+import paramiko
+import pytest
+
+from flatbed import hostnet
+from flatbed.errors import FlatbedError, NodeGoneError
+from flatbed.localnode import LocalNode
+from flatbed.sshnode import SSHNode, SSHTarget
+
+GUEST_USER, GUEST_PASSWORD = "cirros", "cubswin:)"
+
+
+def serve(listener: socket.socket, handle) -> threading.Thread:  # noqa: ANN001 - a callable on a socket
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # listener closed
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def echo(conn: socket.socket) -> None:
+    with conn:
+        while data := conn.recv(4096):
+            conn.sendall(data)
+
+
+def roundtrip(stream, payload: bytes = b"flatbed\n") -> bytes:  # noqa: ANN001 - socket or channel
+    stream.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = stream.recv(4096)
+        assert chunk, "the stream ended early"
+        got += chunk
+    return got
+
+
+def listener_in(namespace: str | None) -> socket.socket:
+    """A listening socket on 127.0.0.1 (an ephemeral port) in ``namespace`` (None: this one)."""
+    made: dict[str, socket.socket] = {}
+
+    def make() -> None:
+        if namespace:
+            from pyroute2 import netns
+
+            netns.setns(str(hostnet.NETNS_DIR / namespace), flags=0)
+        made["sock"] = socket.create_server(("127.0.0.1", 0))
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    return made["sock"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- containers and namespace hosts -----------------------------------------------------------
+
+def test_host_node_opens_a_blocking_stream_that_carries_bytes():
+    with listener_in(None) as listener:
+        serve(listener, echo)
+        stream = LocalNode("outside", "outside").open_tcp("127.0.0.1", listener.getsockname()[1])
+        with stream:
+            assert stream.gettimeout() is None  # paramiko sets its own timeouts
+            assert roundtrip(stream) == b"flatbed\n"
+
+
+def test_a_refused_connection_is_the_sockets_own_error():
+    with pytest.raises(ConnectionRefusedError):
+        LocalNode("outside", "outside").open_tcp("127.0.0.1", free_port(), timeout=2)
+
+
+def test_a_gone_namespace_is_node_gone_and_is_not_created():
+    name = f"flatbed-unit-missing-{os.getpid()}"
+    node = LocalNode("outside", "outside", name)
+    with pytest.raises(NodeGoneError, match=name):
+        node.open_tcp("127.0.0.1", 22)
+    assert not hostnet.exists(name)
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("creating a network namespace needs root")
+    name = f"flatbed-unit-{os.getpid()}"  # not a run tag: `flatbed leaks` never sees it
+    hostnet.create_namespace(name)
+    try:
+        yield name
+    finally:
+        hostnet.remove_namespace(name)
+
+
+def test_the_stream_is_opened_from_the_nodes_namespace(namespace):
+    own_netns = os.readlink("/proc/thread-self/ns/net")
+    with listener_in(namespace) as listener:
+        serve(listener, echo)
+        port = listener.getsockname()[1]
+        with LocalNode("controller-1", "controller", namespace).open_tcp("127.0.0.1", port) as stream:
+            assert roundtrip(stream) == b"flatbed\n"
+        # The same address and port from the host's namespace is another machine's loopback.
+        with pytest.raises(ConnectionRefusedError):
+            LocalNode("host", "outside").open_tcp("127.0.0.1", port, timeout=2)
+    assert os.readlink("/proc/thread-self/ns/net") == own_netns  # the caller never moved
+
+
+# --- an SSH server standing in for a VM's sshd and for a guest's dropbear ---------------------
+
+HOST_KEY = paramiko.RSAKey.generate(1024)
+ECHO_PORT, REFUSED_PORT, PROHIBITED_PORT, SILENT_PORT = 7, 9, 10, 11
+
+
+class FakeSshd(paramiko.ServerInterface):
+    """Logs anyone in; ``direct-tcpip`` to ECHO_PORT is served by an echo, the others fail."""
+
+    def __init__(self, release: threading.Event):
+        self.release = release
+        self.requests: list[tuple[str, int]] = []
+        self.forwarded: set[int] = set()  # channel ids of accepted direct-tcpip opens
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "password"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        ok = (username, password) == (GUEST_USER, GUEST_PASSWORD)
+        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_UNKNOWN_CHANNEL_TYPE
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        def run() -> None:  # after the request is acknowledged
+            channel.sendall(b"ran " + command)
+            channel.send_exit_status(0)
+            channel.close()
+
+        threading.Thread(target=run, daemon=True).start()
+        return True
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple, destination: tuple) -> int:
+        self.requests.append(destination)
+        port = destination[1]
+        if port == SILENT_PORT:
+            self.release.wait(10)  # never answers in time: the client's timeout decides
+        if port == PROHIBITED_PORT:
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if port != ECHO_PORT:
+            return paramiko.OPEN_FAILED_CONNECT_FAILED
+        self.forwarded.add(chanid)
+        return paramiko.OPEN_SUCCEEDED
+
+
+def ssh_server(conn: socket.socket, sshd: FakeSshd) -> paramiko.Transport:
+    transport = paramiko.Transport(conn)
+    transport.add_server_key(HOST_KEY)
+    transport.start_server(event=threading.Event(), server=sshd)  # negotiates in its own thread
+
+    def channels() -> None:
+        while (channel := transport.accept(timeout=None)) is not None:
+            if channel.get_id() in sshd.forwarded:
+                threading.Thread(target=echo_channel, args=(channel,), daemon=True).start()
+
+    threading.Thread(target=channels, daemon=True).start()
+    return transport
+
+
+def echo_channel(channel: paramiko.Channel) -> None:
+    with channel:
+        while data := channel.recv(4096):
+            channel.sendall(data)
+
+
+@pytest.fixture
+def vm() -> Iterator[tuple[SSHNode, FakeSshd]]:
+    """An SSHNode whose connection is to a FakeSshd over a socket pair."""
+    release = threading.Event()
+    sshd = FakeSshd(release)
+    ours, theirs = socket.socketpair()
+    server = ssh_server(theirs, sshd)
+    client = paramiko.Transport(ours)
+    client.connect(username=GUEST_USER, password=GUEST_PASSWORD)
+    target = SSHTarget(host="192.168.56.200", port=22, user="root", identity="/nonexistent", known_hosts="/dev/null")
+    node = SSHNode("compute-1", "compute", target, is_running=lambda: True)
+    node._transport = lambda: client  # the node's cached connection, as _client() would hand it out
+    try:
+        yield node, sshd
+    finally:
+        release.set()
+        client.close()
+        server.close()
+
+
+def test_a_vm_opens_a_direct_tcpip_channel_to_the_address_as_given(vm):
+    node, sshd = vm
+    with node.open_tcp("10.0.0.2", ECHO_PORT) as stream:
+        assert roundtrip(stream) == b"flatbed\n"
+    assert sshd.requests == [("10.0.0.2", ECHO_PORT)]
+
+
+def test_a_vm_that_cannot_connect_raises_a_connection_error(vm):
+    node, _ = vm
+    with pytest.raises(ConnectionError, match=r"compute-1: connecting to 10\.0\.0\.2:9"):
+        node.open_tcp("10.0.0.2", REFUSED_PORT)
+
+
+def test_a_vm_whose_sshd_forbids_forwarding_says_so_and_is_no_oserror(vm):
+    node, _ = vm
+    with pytest.raises(FlatbedError, match="AllowTcpForwarding") as raised:
+        node.open_tcp("10.0.0.2", PROHIBITED_PORT)
+    assert not isinstance(raised.value, OSError)
+
+
+def test_a_vm_that_does_not_answer_in_time_raises_timeout(vm):
+    node, _ = vm
+    with pytest.raises(TimeoutError, match="within 0.3 s"):
+        node.open_tcp("10.0.0.2", SILENT_PORT, timeout=0.3)
+
+
+def test_paramiko_logs_in_over_the_stream():
+    """The guest-SSH path: paramiko's SSHClient with ``sock=`` the node's stream."""
+    sshd = FakeSshd(threading.Event())
+    with listener_in(None) as listener:
+        serve(listener, lambda conn: ssh_server(conn, sshd))
+        stream = LocalNode("controller-1", "controller").open_tcp("127.0.0.1", listener.getsockname()[1])
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect("10.0.0.2", username=GUEST_USER, password=GUEST_PASSWORD, sock=stream,
+                       look_for_keys=False, allow_agent=False, timeout=10)
+        try:
+            _, out, _ = client.exec_command("ip a")
+            assert out.read() == b"ran ip a"
+        finally:
+            client.close()
