@@ -29,6 +29,8 @@ import pytest
 from flatbed import hostnet
 from flatbed.waiters import wait_until
 
+pytestmark = pytest.mark.vms
+
 REPO = Path(__file__).resolve().parent.parent
 STARTED = re.compile(r"vagrant: \S+: domain started")
 RUN_ID = re.compile(r"testbed (fb[0-9a-f]{6}): ")

@@ -16,10 +16,14 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from flatbed import hostnet, state
 from flatbed.checks.runs import FlatbedCli, leftovers_of
 from flatbed.checks.timeouts import RUN_TIMEOUT
 from flatbed.waiters import wait_until
+
+pytestmark = pytest.mark.own_testbeds
 
 DECOY = f"fbdecoy-{os.getpid()}"   # "fb" but not a run tag (fb + 6 hex digits + "-"): clean must not touch it
 

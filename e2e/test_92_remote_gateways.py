@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 SSHD = Path("/usr/sbin/sshd")
 MODULE = "e2e/test_23_boot.py"
 
-pytestmark = pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH's sshd (apt-get install openssh-server)")
+pytestmark = [pytest.mark.own_testbeds, pytest.mark.remote,
+              pytest.mark.skipif(not SSHD.exists(), reason="needs OpenSSH's sshd (apt-get install openssh-server)")]
 
 
 def free_port() -> int:
@@ -98,8 +99,8 @@ def checkouts(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         return list(pool.map(checkout, roots))
 
 
-def test_each_gateway_runs_the_boot_section_on_its_own_testbed(gateways, checkouts, tmp_path, pytestconfig):
-    provider = pytestconfig.getoption("provider")
+def test_each_gateway_runs_the_boot_section_on_its_own_testbed(flatbed_cli, gateways, checkouts, tmp_path):
+    provider = flatbed_cli.provider  # the fixture skips under --reuse: this spawns testbeds of its own
     if provider == "vagrant":
         pytest.skip("two VM testbeds at once on one host; on VMs, each gateway is a KVM host of its own")
     state = Path(os.environ.get("FLATBED_STATE", "/var/lib/flatbed/testbeds")) / "remote-gateways"

@@ -97,17 +97,17 @@ class Session:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: Path | None = None, session_id: str | None = None) -> Session:
-        """The session directory for a new session (made now, so its age counts from the start)."""
-        sid = session_id or new_session_id()
-        session = cls(path or artifacts_root() / sid)
+    def create(cls, path: Path | None = None, session_id: str | None = None, owner: str | None = None) -> Session:
+        """The session directory at ``path`` (default: a new one under the artifacts root), made now
+        unless it exists: a second process of the session (an xdist worker, an inner pytest or
+        ``flatbed up`` run by a test) joins it. ``owner`` is the session's controlling process."""
+        path = Path(path) if path else artifacts_root() / (session_id or new_session_id())
+        session = cls(path)
         session.path.mkdir(parents=True, exist_ok=True)
         with session._locked() as record:
             if record is None:
-                record = SessionRecord(session=sid, started=time.time(), owner=process_identity(os.getpid()))
-            else:  # an explicit --artifacts DIR used again: a new session in the same place
-                record.session, record.started, record.owner = sid, time.time(), process_identity(os.getpid())
-            session._write(record)
+                session._write(SessionRecord(session=session_id or path.name, started=time.time(),
+                                             owner=owner or process_identity(os.getpid())))
         return session
 
     @classmethod
