@@ -66,7 +66,7 @@ def kept(flatbed_cli: FlatbedCli, tmp_path_factory: pytest.TempPathFactory):
     where = tmp_path_factory.mktemp("deliberate")
     (where / "test_deliberate_failure.py").write_text(FAILING_TEST)
     junit, report, artifacts = where / "junit.xml", where / "report.html", where / "artifacts"
-    proc = flatbed_cli.pytest("-p", "flatbed_fixtures.plugin", "-p", "flatbed_fixtures.guests", "--rootdir", str(where),
+    proc = flatbed_cli.pytest("--rootdir", str(where),
                               "--destroy=passing", f"--junitxml={junit}", f"--html={report}", "--self-contained-html",
                               f"--artifacts={artifacts}", "test_deliberate_failure.py", cwd=where)
     output = proc.stdout + proc.stderr
