@@ -41,8 +41,6 @@ FAILING_TEST = '''\
 from flatbed.checks.compare import assert_listing
 from flatbed.checks.console import wait_for_lease
 
-pytestmark = pytest.mark.own_testbeds
-
 
 def test_boots_a_guest_then_fails(guest, controller):
     wait_for_lease(guest)
@@ -50,6 +48,8 @@ def test_boots_a_guest_then_fails(guest, controller):
                    controller.check("brctl show"), "brctl show on the controller")
 '''
 GUEST = "probe"
+
+pytestmark = pytest.mark.own_testbeds
 
 
 @dataclass
