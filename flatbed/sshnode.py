@@ -40,23 +40,6 @@ class SSHTarget:
     netns: str | None = None
 
 
-def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
-    """``vagrant ssh-config`` output (several ``Host`` blocks) -> host -> {Key: value} (pure)."""
-    hosts: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        value = value.strip().strip('"')
-        if key == "Host":
-            current = hosts.setdefault(value, {})
-        elif current is not None:
-            current[key] = value
-    return hosts
-
-
 _CLIENTS: dict[SSHTarget, paramiko.SSHClient] = {}
 _LOCK = threading.Lock()
 
