@@ -55,6 +55,11 @@ class Provider(ABC):
     # --- one testbed --------------------------------------------------------------------------
 
     @property
+    def run(self) -> str:
+        """The run id every resource name of this testbed starts with."""
+        return self.state.run_id
+
+    @property
     def options(self) -> dict[str, str]:
         """Provider options given at creation (``--libvirt-uri``...), kept in the state file."""
         return self.state.options

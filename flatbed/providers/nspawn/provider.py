@@ -41,10 +41,6 @@ class NspawnProvider(Provider):
         return None
 
     @property
-    def run(self) -> str:
-        return self.state.run_id
-
-    @property
     def rec(self) -> NspawnRecord:
         assert isinstance(self.state.record, NspawnRecord)
         return self.state.record

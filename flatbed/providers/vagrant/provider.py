@@ -64,10 +64,6 @@ class VagrantProvider(Provider):
     # --- names and state ------------------------------------------------------------------
 
     @property
-    def run(self) -> str:
-        return self.state.run_id
-
-    @property
     def rec(self) -> VagrantRecord:
         assert isinstance(self.state.record, VagrantRecord)
         return self.state.record
