@@ -14,6 +14,7 @@ re-opened once when it died (testinfra's paramiko backend does the same). ``open
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import threading
@@ -29,6 +30,10 @@ from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.node import Node, SocketLike, node_env
 
 CONNECT_TIMEOUT = 15.0
+# paramiko logs a refused channel open at ERROR; with no handler configured Python would print
+# it on stderr beside our own one-line error (the CLI configures no logging; pytest still
+# captures it, records propagate).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
