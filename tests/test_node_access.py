@@ -145,6 +145,7 @@ class FakeSshd(paramiko.ServerInterface):
         self.release = release
         self.requests: list[tuple[str, int]] = []
         self.forwarded: set[int] = set()  # channel ids of accepted direct-tcpip opens
+        self.executed: list[tuple[paramiko.Channel, bytes]] = []
 
     def get_allowed_auths(self, username: str) -> str:
         return "password"
@@ -157,13 +158,14 @@ class FakeSshd(paramiko.ServerInterface):
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_UNKNOWN_CHANNEL_TYPE
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        def run() -> None:  # after the request is acknowledged
-            channel.sendall(b"ran " + command)
-            channel.send_exit_status(0)
-            channel.close()
-
-        threading.Thread(target=run, daemon=True).start()
+        self.executed.append((channel, command))  # answered by answer(), once the client has its reply
         return True
+
+    def answer(self) -> None:
+        channel, command = self.executed.pop(0)
+        channel.sendall(b"ran " + command)
+        channel.send_exit_status(0)
+        channel.close()
 
     def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple, destination: tuple) -> int:
         self.requests.append(destination)
@@ -256,6 +258,7 @@ def test_paramiko_logs_in_over_the_stream():
                        look_for_keys=False, allow_agent=False, timeout=10)
         try:
             _, out, _ = client.exec_command("ip a")
+            sshd.answer()
             assert out.read() == b"ran ip a"
         finally:
             client.close()

@@ -136,3 +136,12 @@ def test_clean_removes_a_testbed_whose_state_file_it_cannot_read(toy, capsys):
     assert f"removed {st.run_id} (unreadable state file (" in out, out
     assert f"  toy machine {toy / (st.run_id + '-compute-1')}" in out
     assert flatbed(capsys, "leaks") == (0, "no flatbed resources on this host\n")
+
+
+def test_clean_removes_a_testbed_whose_nodes_stopped(toy, capsys):
+    st = toy_testbed()
+    (toy / f"{st.run_id}-compute-2" / "role").unlink()
+    (toy / f"{st.run_id}-compute-2").rmdir()  # the machine went away behind flatbed's back
+    rc, out = flatbed(capsys, "clean")
+    assert f"removed {st.run_id} (recorded up but its nodes are not running):" in out, out
+    assert flatbed(capsys, "leaks") == (0, "no flatbed resources on this host\n")

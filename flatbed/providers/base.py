@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from flatbed.errors import FlatbedError
 from flatbed.images.base import BaseImage
 from flatbed.images.guest import GuestImage
 from flatbed.node import Node
@@ -79,6 +80,14 @@ class Provider(ABC):
     @abstractmethod
     def node(self, name: str) -> Node:
         """A handle on a running node; raises NodeGoneError when it is not running."""
+
+    def running(self, name: str) -> bool:
+        """Whether node ``name`` is running (by default: the provider hands out a handle)."""
+        try:
+            self.node(name)
+        except FlatbedError:
+            return False
+        return True
 
     @abstractmethod
     def leftovers(self) -> list[str]:

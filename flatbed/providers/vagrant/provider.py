@@ -235,6 +235,13 @@ class VagrantProvider(Provider):
                            known_hosts=str(self.state.dir / "ssh" / "known_hosts"), netns=self.rec.netns)
         return SSHNode(name, record.role, target, lambda: self._domain_running(domain))
 
+    def running(self, name: str) -> bool:
+        """A handle is not enough: a VM's is handed out before anything connects to it."""
+        record = self.rec.nodes.get(name)
+        if record is None or record.domain is None:
+            return super().running(name)
+        return record.ssh is not None and self._domain_running(record.domain)
+
     def _domain_running(self, domain: str) -> bool:
         if self.rec.private and not procs.alive(self.rec.libvirtd_pid):
             return False
