@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.guests import Guest, GuestManager
-from fixtures.guestshell import wait_for_sshd
+from fixtures.guests import BootedGuests
+from flatbed.checks.console import wait_for_lease, wait_for_sshd
+from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
 
 
@@ -19,16 +20,16 @@ def guest_pair(testbed: Testbed) -> Iterator[list[Guest]]:
     computes = testbed.topology.computes
     if len(computes) < 2:
         pytest.skip(f"needs two computes; topology {testbed.topology.name} has {len(computes)}")
-    manager = GuestManager(testbed)
-    pair = [manager.boot(name, compute=node.name) for name, node in zip(("cirros-a", "cirros-b"), computes,
-                                                                          strict=False)]
+    booted = BootedGuests(testbed)
     try:
+        pair = [booted.boot(name, compute=node.name) for name, node in zip(("cirros-a", "cirros-b"), computes,
+                                                                             strict=False)]
         for guest in pair:
-            guest.wait_for_lease()
-            wait_for_sshd(testbed, guest)
+            wait_for_lease(guest)
+            wait_for_sshd(guest)
         yield pair
     finally:
-        manager.delete_all()
+        booted.delete_all()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_listing
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_listing
 from flatbed.node import Node
 from flatbed.topology import Topology
 

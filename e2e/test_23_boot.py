@@ -19,8 +19,10 @@ import re
 
 import pytest
 
-from fixtures.guests import wait_pingable
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks.console import console, wait_for_console, wait_for_lease
+from flatbed.checks.expect import METADATA_IP, Identity
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks.traffic import wait_pingable
 
 pytestmark = pytest.mark.usefixtures("document_start", "metadata_dnat")
 
@@ -39,37 +41,38 @@ def test_list_shows_active_with_first_address(guest, controller, topology):
 
 def test_guest_leases_first_flat_address(guest, topology):
     assert guest.ip == str(topology.flat.dhcp_start)
-    lease = guest.wait_for_lease()
+    lease = wait_for_lease(guest)
     assert int(lease.group(1)) == topology.nova_flags(topology.controller)["dhcp_lease_time"]
 
 
 def test_console_shows_metadata_at_first_try(guest, topology):
-    assert guest.ec2_id == f"i-{topology.first_instance_id:08x}"
+    assert guest.id == topology.first_instance_id
+    ec2_id = Identity(guest.id).ec2_id  # i-00000009
     # cloud-userdata runs last (S99-cloud-final, then S99-cloud-userdata).
-    guest.wait_for_console(r"(?m)^cloud-userdata: ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-userdata's line")
-    console = guest.console()
-    assert re.search(rf"(?m)^cloud-setup: successful after 1/30 tries: up [\d.]+\. iid={guest.ec2_id}$", console)
+    wait_for_console(guest, r"(?m)^cloud-userdata: ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-userdata's line")
+    text = console(guest)
+    assert re.search(rf"(?m)^cloud-setup: successful after 1/30 tries: up [\d.]+\. iid={ec2_id}$", text)
     # No key was given: ec2metadata's request of public-keys is a 404, as the document shows.
     assert re.search(r"(?m)^wget: server returned error: HTTP/1\.1 404 Not Found\n"
-                     r"failed to get http://169\.254\.169\.254/latest/meta-data/public-keys$", console)
-    assert re.search(rf"(?m)^  instance-id: {guest.ec2_id}\n  public-ipv4: \n  local-ipv4 : {re.escape(guest.ip)}$",
-                     console)
+                     rf"failed to get http://{re.escape(METADATA_IP)}/latest/meta-data/public-keys$", text)
+    assert re.search(rf"(?m)^  instance-id: {ec2_id}\n  public-ipv4: \n  local-ipv4 : {re.escape(guest.ip)}$",
+                     text)
     # user-data without any: an empty 200 (a failed request would print "failed to read user data url").
-    assert "cloud-userdata: user data not a script" in console
+    assert "cloud-userdata: user data not a script" in text
 
 
 def test_controller_pings_guest(guest, controller):
-    guest.wait_for_lease()
+    wait_for_lease(guest)
     wait_pingable(controller, guest.ip)
 
 
 def test_second_guest_takes_the_next_id_and_address(guest, guests, topology):
     second = guests.boot("cirros2")
     assert second.id == guest.id + 1 == topology.first_instance_id + 1
-    assert second.instance_name == f"instance-{second.id:08x}"  # instance-0000000a after -00000009
-    assert second.ec2_id == f"i-{second.id:08x}"
+    names = Identity(topology.first_instance_id + 1)
+    assert second.instance_name == names.instance_name  # instance-0000000a after -00000009
     assert second.ip == str(ipaddress.ip_address(guest.ip) + 1)
     if len(topology.computes) > 1:  # round-robin: the compute after the first guest's, in name order
-        assert second.compute.name != guest.compute.name
-    second.wait_for_console(rf"(?m)^cloud-setup: successful after 1/30 tries: up [\d.]+\. iid={second.ec2_id}$",
-                            timeout=CLOUD_FINAL_TIMEOUT, what="the metadata answer for the second guest")
+        assert second.compute != guest.compute
+    wait_for_console(second, rf"(?m)^cloud-setup: successful after 1/30 tries: up [\d.]+\. iid={names.ec2_id}$",
+                     timeout=CLOUD_FINAL_TIMEOUT, what="the metadata answer for the second guest")

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_listing
-from fixtures.guests import Guest
-from fixtures.timeouts import LEASE_TIMEOUT
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.console import wait_for_lease
+from flatbed.checks.timeouts import LEASE_TIMEOUT
+from flatbed.cloud import Guest
 from flatbed.node import Node
 from flatbed.topology import Topology
 from flatbed.waiters import wait_until
@@ -55,7 +56,7 @@ def before(controller: Node, topology: Topology) -> ControllerState:
 
 @pytest.fixture(scope="module")
 def after(before: ControllerState, guest: Guest, controller: Node, topology: Topology) -> ControllerState:
-    guest.wait_for_lease()
+    wait_for_lease(guest)
     return read_state(controller, topology)
 
 
@@ -88,8 +89,11 @@ def test_syslog_shows_the_dhcp_exchange(after: ControllerState, guest: Guest, co
                 for line in controller.read_file("/var/log/syslog").splitlines()
                 if f"dnsmasq-dhcp[{pid}]: " in line and guest.mac in line]
 
-    lines = wait_until(lambda: (lambda got: got if all(w in got for w in wanted) else None)(guest_lines()),
-                       timeout=LEASE_TIMEOUT, what="dnsmasq's DHCP lines for the guest in syslog",
+    def all_wanted() -> list[str] | None:
+        got = guest_lines()
+        return got if all(w in got for w in wanted) else None
+
+    lines = wait_until(all_wanted, timeout=LEASE_TIMEOUT, what="dnsmasq's DHCP lines for the guest in syslog",
                        describe=lambda: "dnsmasq-dhcp lines with its MAC:\n" + "\n".join(guest_lines()))
     # In order: the first OFFER, then its REQUEST and ACK (renewals repeat REQUEST/ACK later).
     first = lines.index(wanted[0])

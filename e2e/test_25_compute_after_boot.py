@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_lines_in_order, assert_listing
-from fixtures.guests import Guest, GuestManager, ping, wait_pingable
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
+from fixtures.guests import BootedGuests
+from flatbed import domains
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_lines_in_order, assert_listing
+from flatbed.checks.console import console, wait_for_console, wait_for_lease
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT, REAPPLY_TIMEOUT
+from flatbed.checks.traffic import ping_node, rule_deltas, wait_pingable
+from flatbed.cloud import Guest
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
@@ -38,13 +42,13 @@ pytestmark = pytest.mark.usefixtures("document_start")
 
 
 @pytest.fixture(scope="module")
-def pair(guests: GuestManager, testbed: Testbed) -> list[Guest]:
+def pair(guests: BootedGuests, testbed: Testbed) -> list[Guest]:
     """One guest per compute (the first two computes), both leased."""
     computes = testbed.topology.computes[:2]
     booted = [guests.boot(name, compute=node.name) for name, node in zip(("cirros", "cirros2"), computes,
                                                                            strict=False)]
     for guest in booted:
-        guest.wait_for_lease()
+        wait_for_lease(guest)
     return booted
 
 
@@ -59,14 +63,14 @@ def own_listing(topo: Topology, guest: Guest, sg_rules: tuple[str, ...] = ()) ->
 
 def test_each_compute_lists_its_own_instance(pair: list[Guest], topology: Topology) -> None:
     for guest in pair:
-        listing = compute_listing(guest.compute, topology)
-        print(f"--- {guest.compute.name} ({guest.instance_name}, {guest.ip})", *listing, sep="\n")
-        assert_listing(own_listing(topology, guest), listing, f"{guest.compute.name}: iptables -S")
+        listing = compute_listing(guest.node, topology)
+        print(f"--- {guest.compute} ({guest.instance_name}, {guest.ip})", *listing, sep="\n")
+        assert_listing(own_listing(topology, guest), listing, f"{guest.compute}: iptables -S")
 
 
 def test_nwfilters(pair: list[Guest], topology: Topology) -> None:
     for guest in pair:
-        node = guest.compute
+        node = guest.node
         names = node.check(["virsh", "nwfilter-list"])
         mine = expect.instance_filter_name(guest.instance_name, guest.mac)
         for name in ("nova-base", "nova-vpn", "nova-allow-dhcp-server", mine):
@@ -78,20 +82,14 @@ def test_nwfilters(pair: list[Guest], topology: Topology) -> None:
 
 
 def test_domain_filterref_and_tap(pair: list[Guest], topology: Topology) -> None:
-    import xml.etree.ElementTree as ET
-
     for guest in pair:
-        node = guest.compute
-        dom = ET.fromstring(node.check(["virsh", "dumpxml", guest.instance_name]))
-        nic = dom.find("devices/interface")
-        assert nic is not None and nic.find("source").get("bridge") == topology.flat.bridge
-        ref = nic.find("filterref")
-        assert ref.get("filter") == expect.instance_filter_name(guest.instance_name, guest.mac)
-        assert {p.get("name"): p.get("value") for p in ref.findall("parameter")} == expect.filter_parameters(
-            topology, guest.ip)
-        tap = nic.find("target").get("dev")
+        node = guest.node
+        [nic] = domains.nics(node, guest.instance_name)
+        assert (nic.mac, nic.bridge) == (guest.mac, topology.flat.bridge)
+        assert nic.filter == expect.instance_filter_name(guest.instance_name, guest.mac)
+        assert nic.filter_parameters == expect.filter_parameters(topology, guest.ip)
         links = listings.links(node)
-        assert (links[tap].master, links[tap].mac) == (topology.flat.bridge, "fe" + guest.mac[2:])
+        assert (links[nic.tap].master, links[nic.tap].mac) == (topology.flat.bridge, "fe" + guest.mac[2:])
         bridge = links[topology.flat.bridge]
         assert bridge.inet == ()  # the compute's br100 has no address
         assert links[topology.flat.interface].master == topology.flat.bridge
@@ -100,13 +98,10 @@ def test_domain_filterref_and_tap(pair: list[Guest], topology: Topology) -> None
 def test_instance_dir_holds_libvirt_xml_and_console_log(pair: list[Guest], topology: Topology) -> None:
     """The vnet's MAC comes from ``libvirt.xml`` in the instance directory; ``console.log`` beside it."""
     for guest in pair:
-        directory = f"{guest.instances_path}/{guest.instance_name}"
-        import xml.etree.ElementTree as ET
-
-        mac = ET.fromstring(guest.compute.read_file(f"{directory}/libvirt.xml")).find("devices/interface/mac")
-        assert mac is not None and mac.get("address") == guest.mac, (
-            f"{directory}/libvirt.xml does not give the NIC nova's MAC {guest.mac}")
-        assert guest.compute.exists(guest.console_log)
+        path = f"{guest.instance_dir}/libvirt.xml"
+        macs = [nic.mac for nic in domains.parse_nics(guest.node.read_file(path))]
+        assert macs == [guest.mac], f"{path} does not give the NIC nova's MAC {guest.mac}: {macs}"
+        assert guest.node.exists(guest.console_log)
 
 
 def test_console_shows_the_documents_boot(pair: list[Guest], topology: Topology) -> None:
@@ -115,21 +110,20 @@ def test_console_shows_the_documents_boot(pair: list[Guest], topology: Topology)
     banner and the instance's identity (cirros 0.3's and our busybox's wording both accepted)."""
     for guest in pair:
         identity = expect.Identity(guest.id)
-        assert (guest.instance_name, guest.ec2_id) == (identity.instance_name, identity.ec2_id)
-        guest.wait_for_console(r"(?m)^  local-ipv4 : ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-final's lines")
+        assert guest.instance_name == identity.instance_name
+        wait_for_console(guest, r"(?m)^  local-ipv4 : ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-final's lines")
         lines = expect.console_network(topology, guest.ip) + expect.console_metadata(topology, guest.ip,
                                                                                      identity.ec2_id)
-        assert_lines_in_order([(line.name, line.pattern) for line in lines], guest.console(),
-                              f"{guest.compute.name}: {guest.console_log}")
+        assert_lines_in_order([(line.name, line.pattern) for line in lines], console(guest),
+                              f"{guest.compute}: {guest.console_log}")
 
 
 def _compute_pings(guest: Guest) -> dict[str, int]:
     """Ping the guest from its own compute; how many packets each rule of its chain matched."""
-    chain = f"nova-compute-inst-{guest.id}"
-    before = listings.rule_packets(guest.compute, chain)
-    assert not ping(guest.compute, guest.ip, count=2)
-    after = listings.rule_packets(guest.compute, chain)
-    return {rule: after[rule] - before.get(rule, 0) for rule in after}
+    with rule_deltas(guest.node, expect.Identity(guest.id).chain) as deltas:
+        ping = ping_node(guest.node, guest.ip, 2)
+        assert not ping.answered, ping
+        return deltas()
 
 
 def test_ping_from_controller_not_from_compute(pair: list[Guest], controller: Node) -> None:
@@ -138,51 +132,53 @@ def test_ping_from_controller_not_from_compute(pair: list[Guest], controller: No
     guest = pair[0]
     wait_pingable(controller, guest.ip)
     matched = _compute_pings(guest)
-    assert matched[f"-A nova-compute-inst-{guest.id} -j nova-compute-sg-fallback"] >= 2
+    assert matched[f"-A {expect.Identity(guest.id).chain} -j {expect.NOVA_COMPUTE}-sg-fallback"] >= 2
 
 
 def test_secgroup_icmp_rule_refreshes_running_guests(pair: list[Guest], controller: Node, topology: Topology) -> None:
     controller.check(["nova", "secgroup-add-rule", "default", "icmp", "-1", "-1", "0.0.0.0/0"])
     try:
         for guest in pair:
-            assert_listing(own_listing(topology, guest, (ICMP_RULE,)), compute_listing(guest.compute, topology),
-                           f"{guest.compute.name}: iptables -S with the icmp rule")
+            assert_listing(own_listing(topology, guest, (ICMP_RULE,)), compute_listing(guest.node, topology),
+                           f"{guest.compute}: iptables -S with the icmp rule")
         # The compute's ping now passes its OUTPUT (it still gets no answer: the compute has no
         # route into the flat network but its default gateway, which does not route there).
+        chain = expect.Identity(pair[0].id).chain
         matched = _compute_pings(pair[0])
-        assert matched[f"-A nova-compute-inst-{pair[0].id} {ICMP_RULE}"] >= 2
-        assert matched[f"-A nova-compute-inst-{pair[0].id} -j nova-compute-sg-fallback"] == 0
+        assert matched[f"-A {chain} {ICMP_RULE}"] >= 2
+        assert matched[f"-A {chain} -j {expect.NOVA_COMPUTE}-sg-fallback"] == 0
     finally:
         controller.check(["nova", "secgroup-delete-rule", "default", "icmp", "-1", "-1", "0.0.0.0/0"])
     for guest in pair:
-        assert_listing(own_listing(topology, guest), compute_listing(guest.compute, topology),
-                       f"{guest.compute.name}: iptables -S after deleting the rule")
+        assert_listing(own_listing(topology, guest), compute_listing(guest.node, topology),
+                       f"{guest.compute}: iptables -S after deleting the rule")
 
 
 def test_restarted_compute_rebuilds_the_chains(pair: list[Guest], topology: Topology) -> None:
     guest = pair[0]
-    node = guest.compute
+    node = guest.node
     before = listings.iptables(node, "filter")
-    node.check(["iptables", "-F", f"nova-compute-inst-{guest.id}"])  # lose the rules behind its back
+    node.check(["iptables", "-F", expect.Identity(guest.id).chain])  # lose the rules behind its back
     node.check(["systemctl", "restart", "nova-compute"])
 
     def rebuilt() -> list[str] | None:
         listing = listings.iptables(node, "filter")
         return listing if listing == before else None
 
-    wait_until(rebuilt, timeout=60, what=f"{node.name}: nova-compute to re-apply {guest.instance_name}'s chain",
+    wait_until(rebuilt, timeout=REAPPLY_TIMEOUT,
+               what=f"{node.name}: nova-compute to re-apply {guest.instance_name}'s chain",
                describe=lambda: "\n".join(listings.iptables(node, "filter")))
 
 
-def test_delete_leaves_the_compute_clean(pair: list[Guest], guests: GuestManager, topology: Topology) -> None:
+def test_delete_leaves_the_compute_clean(pair: list[Guest], guests: BootedGuests, topology: Topology) -> None:
     for guest in list(pair):
         guests.delete(guest)
     for guest in pair:
-        node = guest.compute
+        node = guest.node
         assert_listing(expect.compute_filter(topology, []), compute_listing(node, topology),
                        f"{node.name}: iptables -S after deleting {guest.name}")
         assert "nova-instance-" not in node.check(["virsh", "nwfilter-list"])
         assert node.check(["virsh", "list", "--all", "--name"]).strip() == ""
         links = listings.links(node)
         assert topology.flat.bridge in links and not [n for n in links if n.startswith("vnet")]
-        assert not node.exists(f"{guest.instances_path}/{guest.instance_name}")
+        assert not node.exists(guest.instance_dir)

@@ -9,7 +9,9 @@ Steps:
 - ``route -n``: exactly the document's two routes — default via the flat gateway (DHCP's router,
   the controller's bridge address) and the flat subnet on eth0;
 - the guest reaches its gateway: the controller's bridge answers a ping (cirros' own boot checks
-  that, §12.2 of the reference).
+  that, §12.2 of the reference);
+- cirros' ``sudo`` (its banner: "use 'sudo' for root"): the cirros user is not root, and
+  ``sudo -n id -u`` prints 0 without a password.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect
-from fixtures.compare import assert_listing
-from fixtures.guests import Guest
-from fixtures.guestshell import GuestShell, guest_shell
+from flatbed.checks import expect
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 
@@ -66,3 +68,8 @@ def test_guest_reaches_its_gateway(shell: GuestShell, topology: Topology) -> Non
     gateway = str(topology.flat.gateway)
     ping = shell.ping(gateway, 2)
     assert ping.answered, f"the guest's gateway does not answer:\n{ping}"
+
+
+def test_sudo_gives_cirros_root_without_a_password(shell: GuestShell) -> None:
+    assert shell.check(["id", "-u"]).strip() != "0"
+    assert shell.check(["sudo", "-n", "id", "-u"]).strip() == "0"

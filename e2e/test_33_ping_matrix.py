@@ -2,7 +2,7 @@
 
 Two guests, A on the first compute and B on the second (the session's ``guest_pair``). Each case
 checks its outcome *and* the document's reason for it, with a witness that does not depend on
-timing (``fixtures/expect.py`` derives outcome and reason from the topology). An accepted ping's
+timing (``flatbed/checks/expect.py`` derives outcome and reason from the topology). An accepted ping's
 first echo is NEW to conntrack and meets the deciding rule; the rest of it is ESTABLISHED. A
 dropped echo never becomes a connection, so each one meets the DROP.
 
@@ -27,11 +27,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_listing
-from fixtures.guests import Guest, wait_pingable
-from fixtures.guestshell import GuestShell, guest_shell
-from fixtures.traffic import capturing, icmp_send_errno, ip_mib, ping_node, rule_deltas
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.traffic import capturing, icmp_send_errno, ip_mib, ping_node, rule_deltas, wait_pingable
+from flatbed.cloud import Guest
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
@@ -64,7 +64,7 @@ def test_controller_pings_a_guest(controller: Node, a: Guest, topology: Topology
     why = reach(topology, "controller", a)
     assert why.answered and why.decided_by
     wait_pingable(controller, a.ip)  # the ARP entry and the bridge's forwarding table are warm
-    with rule_deltas(a.compute, expect.Identity(a.id).chain) as deltas:
+    with rule_deltas(a.node, expect.Identity(a.id).chain) as deltas:
         ping = ping_node(controller, a.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
         assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"
@@ -74,15 +74,15 @@ def test_own_compute_cannot_ping_its_guest(a: Guest, topology: Topology) -> None
     """§3.4: ✗ in the compute's own OUTPUT: sg-fallback's DROP, the send fails with EPERM."""
     why = reach(topology, "own-compute", a)
     assert not why.answered and why.decided_by
-    with rule_deltas(a.compute, expect.Identity(a.id).chain) as deltas:
-        ping = ping_node(a.compute, a.ip, COUNT)
-        errno = icmp_send_errno(a.compute, a.ip)
+    with rule_deltas(a.node, expect.Identity(a.id).chain) as deltas:
+        ping = ping_node(a.node, a.ip, COUNT)
+        errno = icmp_send_errno(a.node, a.ip)
         matched = deltas()
     print(ping, f"raw send: {errno}", sep="\n")
     assert not ping.answered, f"{ping}\nexpected no answer: {why.reason}"
     # iputils prints "sendmsg: Operation not permitted" or nothing; never a missing route.
-    assert "Network is unreachable" not in ping.output, f"{a.compute.name} has no route to {a.ip}:\n{ping}"
-    assert errno == "EPERM", f"a raw ICMP send to {a.ip} on {a.compute.name} gave {errno}, not EPERM: {why.reason}"
+    assert "Network is unreachable" not in ping.output, f"{a.compute} has no route to {a.ip}:\n{ping}"
+    assert errno == "EPERM", f"a raw ICMP send to {a.ip} on {a.compute} gave {errno}, not EPERM: {why.reason}"
     assert matched[why.decided_by] >= COUNT + 1, f"{why.decided_by} did not count the sends: {matched}"
 
 
@@ -91,10 +91,10 @@ def test_guests_ping_each_other_across_computes(direction: str, a: Guest, b: Gue
                                                 shells: dict[str, GuestShell], topology: Topology) -> None:
     """§3.5: ✓ between guests on two computes (one broadcast domain), accepted by the same-subnet rule."""
     source, target = (a, b) if direction == "a-to-b" else (b, a)
-    assert source.compute.name != target.compute.name
+    assert source.compute != target.compute
     why = reach(topology, "guest", target)
     assert why.answered and why.decided_by
-    with rule_deltas(target.compute, expect.Identity(target.id).chain) as deltas:
+    with rule_deltas(target.node, expect.Identity(target.id).chain) as deltas:
         ping = shells[source.name].ping(target.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
         assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"

@@ -21,20 +21,21 @@ Steps:
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.cli import REPO
-from fixtures.compare import assert_lines_in_order, assert_listing
-from fixtures.guests import Guest, GuestManager
-from fixtures.guestshell import GuestShell, guest_shell
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT
-from fixtures.traffic import ping_node, rule_deltas
+from fixtures.guests import BootedGuests
 from fixtures.variants import goes_away, own_testbed
-from flatbed.cloud import Cloud
+from flatbed import domains
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_lines_in_order, assert_listing
+from flatbed.checks.console import console, wait_for_console, wait_for_lease
+from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.runs import REPO
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks.traffic import ping_node, rule_deltas
+from flatbed.cloud import Cloud, Guest
 from flatbed.testbed import Testbed
 
 VARIANT = REPO / "topologies" / "no-same-net.toml"
@@ -56,16 +57,16 @@ def fresh(bed: Testbed) -> bool:
 @pytest.fixture(scope="module")
 def pair(request: pytest.FixtureRequest, bed: Testbed, fresh: bool) -> Iterator[list[Guest]]:
     """Guest A on the first compute, B on the second, both leased; deleted unless the testbed goes."""
-    manager = GuestManager(bed)
+    booted = BootedGuests(bed)
     try:
-        guests = [manager.boot(name, compute=node.name)
+        guests = [booted.boot(name, compute=node.name)
                   for name, node in zip(("cirros", "cirros2"), bed.topology.computes[:2], strict=True)]
         for guest in guests:
-            guest.wait_for_lease()
+            wait_for_lease(guest)
         yield guests
     finally:
         if not goes_away(request, bed):
-            manager.delete_all()
+            booted.delete_all()
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +92,17 @@ def test_guests_are_the_documents_9_and_10(pair: list[Guest], fresh: bool, bed: 
     first = bed.topology.first_instance_id
     for guest, number in zip(pair, (first, first + 1), strict=True):
         names = expect.Identity(number)
-        assert (guest.id, guest.instance_name, guest.ec2_id) == (number, names.instance_name, names.ec2_id)
+        assert (guest.id, guest.instance_name) == (number, names.instance_name)
         assert guest.ip == expect.nth_address(bed.topology, number - first)
-        assert f"-N {names.chain}" in listings.iptables(guest.compute, "filter")
+        assert f"-N {names.chain}" in listings.iptables(guest.node, "filter")
 
 
 def test_dhcp_and_metadata_still_work(pair: list[Guest], bed: Testbed) -> None:
     for guest in pair:
-        guest.wait_for_console(r"(?m)^  local-ipv4 : ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-final's lines")
+        wait_for_console(guest, r"(?m)^  local-ipv4 : ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-final's lines")
         lines = expect.console_network(bed.topology, guest.ip) + expect.console_metadata(
-            bed.topology, guest.ip, guest.ec2_id)
-        assert_lines_in_order([(line.name, line.pattern) for line in lines], guest.console(),
+            bed.topology, guest.ip, expect.Identity(guest.id).ec2_id)
+        assert_lines_in_order([(line.name, line.pattern) for line in lines], console(guest),
                               f"{guest.name}'s console with allow_same_net_traffic=false")
 
 
@@ -109,14 +110,13 @@ def test_instance_chains_have_no_same_subnet_rule(pair: list[Guest], bed: Testbe
     topo = bed.topology
     same_net = f"-s {expect.net(str(topo.flat.cidr))} -j ACCEPT"
     for guest in pair:
-        listing = listings.as_document(listings.iptables(guest.compute, "filter"), "iptables", topo)
-        print(f"--- {guest.compute.name}", *listing, sep="\n")
+        listing = listings.as_document(listings.iptables(guest.node, "filter"), "iptables", topo)
+        print(f"--- {guest.compute}", *listing, sep="\n")
         assert not [line for line in listing if line.endswith(same_net)], f"a same-subnet rule remains: {same_net}"
         assert_listing(expect.compute_filter(topo, [(guest.id, guest.ip)]), listing,
-                       f"{guest.compute.name}: iptables -S")
-        nic = ET.fromstring(guest.compute.check(["virsh", "dumpxml", guest.instance_name])).find("devices/interface")
-        params = {p.get("name"): p.get("value") for p in nic.find("filterref").findall("parameter")}
-        assert params == expect.filter_parameters(topo, guest.ip) == {"IP": guest.ip, "DHCPSERVER": str(
+                       f"{guest.compute}: iptables -S")
+        [nic] = domains.nics(guest.node, guest.instance_name)
+        assert nic.filter_parameters == expect.filter_parameters(topo, guest.ip) == {"IP": guest.ip, "DHCPSERVER": str(
             topo.flat.gateway)}
 
 
@@ -124,7 +124,7 @@ def test_controller_cannot_ping_a_guest(pair: list[Guest], bed: Testbed) -> None
     guest = pair[0]
     why = expect.ping_guest_from(bed.topology, "controller", expect.Identity(guest.id))
     assert not why.answered and why.decided_by
-    with rule_deltas(guest.compute, expect.Identity(guest.id).chain) as deltas:
+    with rule_deltas(guest.node, expect.Identity(guest.id).chain) as deltas:
         ping = ping_node(bed.controller, guest.ip, COUNT)
         matched = deltas()
     print(ping)
@@ -142,7 +142,7 @@ def test_guests_cannot_ping_each_other(pair: list[Guest], shell_in_a: GuestShell
     a, b = pair
     why = expect.ping_guest_from(bed.topology, "guest", expect.Identity(b.id))
     assert not why.answered and why.decided_by
-    with rule_deltas(b.compute, expect.Identity(b.id).chain) as deltas:
+    with rule_deltas(b.node, expect.Identity(b.id).chain) as deltas:
         ping = shell_in_a.ping(b.ip, COUNT)
         matched = deltas()
     print(ping)

@@ -18,11 +18,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.compare import assert_listing
-from fixtures.guests import Guest, GuestManager
-from fixtures.services import is_active, nova_network_applies_last, systemctl
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT, METADATA_DOWN_TIMEOUT
+from fixtures.guests import BootedGuests
+from flatbed.checks import expect, listings
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.console import console, wait_for_console
+from flatbed.checks.services import is_active, nova_network_applies_last, systemctl
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT, METADATA_DOWN_TIMEOUT
+from flatbed.cloud import Guest
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
@@ -33,8 +35,7 @@ LATER_TRY = r"(?m)^cloud-setup: successful after (\d+)/30 tries: up [\d.]+\. iid
 
 
 def metadata_url(topology: Topology) -> str:
-    flags = topology.nova_flags(topology.controller)
-    return f"http://{flags['metadata_host']}:{flags.get('metadata_port', 8775)}/"
+    return f"http://{expect.metadata_target(topology)}/"
 
 
 def metadata_answers(controller: Node, topology: Topology) -> bool:
@@ -43,10 +44,10 @@ def metadata_answers(controller: Node, topology: Topology) -> bool:
 
 
 @pytest.fixture(scope="module")
-def probe(guests: GuestManager) -> Guest:
+def probe(guests: BootedGuests) -> Guest:
     guest = guests.boot("md-probe")
-    guest.wait_for_console(FIRST_TRY.format(iid=guest.ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
-                           what="cloud-setup's success at the first try")
+    wait_for_console(guest, FIRST_TRY.format(iid=expect.Identity(guest.id).ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
+                     what="cloud-setup's success at the first try")
     return guest
 
 
@@ -66,8 +67,8 @@ def api_stopped(probe: Guest, controller: Node, topology: Topology) -> Iterator[
 @pytest.fixture(scope="module")
 def reset_console(probe: Guest, api_stopped: None) -> int:
     """Reset the probe guest with nova-api stopped; the offset of its console where the new boot starts."""
-    offset = len(probe.console())
-    probe.compute.check(["virsh", "reset", probe.instance_name])
+    offset = len(console(probe))
+    probe.node.check(["virsh", "reset", probe.instance_name])
     return offset
 
 
@@ -77,12 +78,16 @@ def test_nova_api_stopped_refuses_metadata(api_stopped: None, controller: Node, 
 
 
 def test_booting_guest_counts_failed_tries(probe: Guest, reset_console: int) -> None:
-    def failures() -> list[int]:
-        return expect.cloud_setup_failures(probe.console()[reset_console:])
+    def since_reset() -> str:
+        return console(probe)[reset_console:]
 
-    seen = wait_until(lambda: (lambda n: n if len(n) >= 3 else None)(failures()), timeout=METADATA_DOWN_TIMEOUT,
+    def three_failures() -> list[int] | None:
+        tries = expect.cloud_setup_failures(since_reset())
+        return tries if len(tries) >= 3 else None
+
+    seen = wait_until(three_failures, timeout=METADATA_DOWN_TIMEOUT,
                       what=f"{probe.name}: three cloud-setup failures after the reset",
-                      describe=lambda: "console since the reset:\n" + probe.console()[reset_console:][-1500:])
+                      describe=lambda: "console since the reset:\n" + since_reset()[-1500:])
     assert seen[:3] == [1, 2, 3], f"cloud-setup's tries do not count up from 1: {seen}"
 
 
@@ -90,16 +95,17 @@ def test_after_nova_api_starts_the_retrying_guest_gets_through(probe: Guest, res
                                                               controller: Node, topology: Topology) -> None:
     systemctl(controller, "start", "nova-api")
     assert metadata_answers(controller, topology)
-    match = wait_until(lambda: re.search(LATER_TRY.format(iid=probe.ec2_id), probe.console()[reset_console:]),
+    later_try = LATER_TRY.format(iid=expect.Identity(probe.id).ec2_id)
+    match = wait_until(lambda: re.search(later_try, console(probe)[reset_console:]),
                        timeout=CLOUD_FINAL_TIMEOUT, what=f"{probe.name}: cloud-setup's success after the restart",
-                       describe=lambda: probe.console()[reset_console:][-1500:])
+                       describe=lambda: console(probe)[reset_console:][-1500:])
     assert int(match.group(1)) > 1
 
 
-def test_a_new_guest_gets_metadata_at_the_first_try(guests: GuestManager, reset_console: int) -> None:
+def test_a_new_guest_gets_metadata_at_the_first_try(guests: BootedGuests, reset_console: int) -> None:
     guest = guests.boot("md-after")
-    guest.wait_for_console(FIRST_TRY.format(iid=guest.ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
-                           what="cloud-setup's success at the first try, nova-api running again")
+    wait_for_console(guest, FIRST_TRY.format(iid=expect.Identity(guest.id).ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
+                     what="cloud-setup's success at the first try, nova-api running again")
 
 
 def test_controller_iptables_are_the_documents_again(reset_console: int, controller: Node, topology: Topology,

@@ -20,84 +20,91 @@ import ipaddress
 
 import pytest
 
-from fixtures import expect, listings
-from fixtures.guests import Guest, GuestManager
-from fixtures.timeouts import CLOUD_FINAL_TIMEOUT, LEASE_TIMEOUT
-from flatbed.cloud import Cloud, FixedIp
+from fixtures.guests import BootedGuests
+from flatbed import domains
+from flatbed.checks import expect, listings
+from flatbed.checks.console import wait_for_console, wait_for_lease
+from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT, LEASE_TIMEOUT
+from flatbed.cloud import Cloud, FixedIp, Guest
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 from flatbed.waiters import wait_until
 
 
-def fixed_ip(testbed: Testbed, address: str) -> FixedIp:
-    return next(row for row in Cloud(testbed).fixed_ips() if row.address == address)
+def fixed_ip(testbed: Testbed, address: str) -> FixedIp | None:
+    return Cloud(testbed).fixed_ip(address)
 
 
-def tap_of(guest: Guest) -> str:
-    """The guest's tap on its compute (libvirt names it vnetN)."""
-    rows = [line.split() for line in guest.compute.check(["virsh", "domiflist", guest.instance_name]).splitlines()]
-    return next(row[0] for row in rows if row and row[0].startswith("vnet"))
+def domain_nic(guest: Guest) -> domains.DomainNic:
+    """The guest's one NIC in its running domain (libvirt names its tap vnetN)."""
+    [nic] = domains.nics(guest.node, guest.instance_name)
+    return nic
 
 
 @pytest.fixture(scope="module")
-def a(guests: GuestManager, testbed: Testbed) -> Guest:
+def a(guests: BootedGuests, testbed: Testbed) -> Guest:
     return guests.boot("life-a", compute=testbed.topology.computes[0].name)
 
 
 @pytest.fixture(scope="module")
-def b(a: Guest, guests: GuestManager) -> Guest:
-    guest = guests.boot("life-b", compute=a.compute.name)
-    guest.wait_for_lease()
+def b(a: Guest, guests: BootedGuests) -> Guest:
+    guest = guests.boot("life-b", compute=a.compute)
+    wait_for_lease(guest)
     return guest
 
 
 @pytest.fixture(scope="module")
 def b_taps(a: Guest, b: Guest) -> dict[str, str]:
-    return {a.name: tap_of(a), b.name: tap_of(b)}
+    return {a.name: domain_nic(a).tap, b.name: domain_nic(b).tap}
 
 
 def test_next_guest_takes_the_next_id_and_address(a: Guest, b: Guest, topology: Topology) -> None:
     assert b.id == a.id + 1
     names = expect.Identity(b.id)
-    assert (b.instance_name, b.ec2_id) == (names.instance_name, names.ec2_id)
+    assert b.instance_name == names.instance_name
     assert b.ip == str(ipaddress.ip_address(a.ip) + 1)
-    rules = listings.iptables(b.compute, "filter")
+    rules = listings.iptables(b.node, "filter")
     assert f"-N {names.chain}" in rules and f"-A {expect.NOVA_COMPUTE}-local -d {b.ip}/32 -j {names.chain}" in rules
-    b.wait_for_console(rf"(?m)^cloud-setup: successful after \d+/30 tries: up [\d.]+\. iid={names.ec2_id}$",
-                       timeout=CLOUD_FINAL_TIMEOUT, what="cloud-setup's EC2 id of the second guest")
+    wait_for_console(b, rf"(?m)^cloud-setup: successful after \d+/30 tries: up [\d.]+\. iid={names.ec2_id}$",
+                     timeout=CLOUD_FINAL_TIMEOUT, what="cloud-setup's EC2 id of the second guest")
 
 
 def test_leased_guest_is_leased_in_the_database(b: Guest, testbed: Testbed) -> None:
-    row = wait_until(lambda: (lambda r: r if r.leased else None)(fixed_ip(testbed, b.ip)), timeout=LEASE_TIMEOUT,
-                     what=f"{b.ip} leased in nova-manage fixed list", describe=lambda: str(fixed_ip(testbed, b.ip)))
-    assert (row.mac, row.allocated) == (b.mac, True)
+    def leased() -> FixedIp | None:
+        row = fixed_ip(testbed, b.ip)
+        return row if row and row.leased else None
+
+    row = wait_until(leased, timeout=LEASE_TIMEOUT, what=f"{b.ip} leased in nova-manage fixed list",
+                     describe=lambda: str(fixed_ip(testbed, b.ip)))
+    # The database's MAC is the one the compute gave the guest's NIC.
+    assert (row.mac, row.allocated) == (domain_nic(b).mac, True)
 
 
-def test_delete_removes_everything_of_the_guest(a: Guest, b: Guest, b_taps: dict[str, str], guests: GuestManager,
+def test_delete_removes_everything_of_the_guest(a: Guest, b: Guest, b_taps: dict[str, str], guests: BootedGuests,
                                                controller: Node, testbed: Testbed, topology: Topology) -> None:
     chain, a_chain = expect.Identity(b.id).chain, expect.Identity(a.id).chain
     guests.delete(b)  # nova delete; waits for the domain to go and the address to be back in the pool
     hosts = controller.read_file(expect.hostsfile_path(topology))
     assert b.mac not in hosts and b.ip not in hosts.split(",")[-1:], f"hostsfile still has {b.name}:\n{hosts}"
     assert expect.hostsfile_line(topology, a.mac, a.name, a.ip) in hosts.splitlines()
-    rules = listings.iptables(b.compute, "filter")
-    assert not [r for r in rules if chain in r.split()], f"{chain} remains on {b.compute.name}:\n" + "\n".join(rules)
+    rules = listings.iptables(b.node, "filter")
+    assert not [r for r in rules if chain in r.split()], f"{chain} remains on {b.compute}:\n" + "\n".join(rules)
     assert f"-N {a_chain}" in rules
-    filters = b.compute.check(["virsh", "nwfilter-list"])
+    filters = b.node.check(["virsh", "nwfilter-list"])
     assert expect.instance_filter_name(b.instance_name, b.mac) not in filters
     assert expect.instance_filter_name(a.instance_name, a.mac) in filters
-    links = listings.links(b.compute)
+    links = listings.links(b.node)
     assert b_taps[b.name] not in links and b_taps[a.name] in links
-    assert not b.compute.exists(f"{b.instances_path}/{b.instance_name}")
+    assert not b.node.exists(b.instance_dir)
     row = fixed_ip(testbed, b.ip)
-    assert row.in_pool and not row.leased, row
+    assert row and row.in_pool and not row.leased, row
     syslog = controller.read_file("/var/log/syslog")
     assert f"DHCPRELEASE({topology.flat.bridge}) {b.ip} {b.mac}" in syslog, "dnsmasq logged no DHCPRELEASE"
 
 
-def test_the_address_is_handed_out_again(a: Guest, b: Guest, guests: GuestManager) -> None:
-    c = guests.boot("life-c", compute=a.compute.name)
+def test_the_address_is_handed_out_again(a: Guest, b: Guest, guests: BootedGuests) -> None:
+    c = guests.boot("life-c", compute=a.compute)
     assert c.ip == b.ip, f"{c.name} got {c.ip}, not the freed {b.ip}"
     assert c.id == b.id + 1
-    c.wait_for_lease()
+    wait_for_lease(c)

@@ -15,8 +15,8 @@ import re
 
 import pytest
 
-from fixtures.cli import REPO, BackgroundRun, FlatbedCli
 from fixtures.plugin import FACTORY
+from flatbed.checks.runs import REPO, BackgroundRun, FlatbedCli
 from flatbed.topology import load as load_topology
 
 ALT = REPO / "topologies" / "alt.toml"
@@ -37,7 +37,7 @@ def start_in_background(config: pytest.Config) -> None:
     if why_not(config) or RUN in config.stash:
         return
     run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
-        *MODULES, "--topology", str(ALT), f"--destroy={config.stash[FACTORY].destroy}", "-q", "-rs")
+        *MODULES, "--topology", str(ALT), f"--destroy={config.stash[FACTORY].options.destroy}", "-q", "-rs")
     config.stash[RUN] = run
     config.add_cleanup(run.stop)
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures.cli import REPO, FlatbedCli, leftovers_of
 from fixtures.reuse import require_before_any_guest
-from fixtures.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
+from flatbed.checks.runs import REPO, FlatbedCli, leftovers_of
+from flatbed.checks.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import parse_fixed_list
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
@@ -33,9 +33,11 @@ from flatbed.waiters import wait_until
 FAILING_TEST = '''\
 """Deliberately failing (written by e2e/test_90_kept_testbed.py): boots a guest, then fails."""
 
+from flatbed.checks.console import wait_for_lease
+
 
 def test_boots_a_guest_then_fails(guest):
-    guest.wait_for_lease()
+    wait_for_lease(guest)
     assert False, "deliberate failure: the testbed must be kept (--destroy=passing)"
 '''
 GUEST = "probe"

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import time
 
-from fixtures.cli import FlatbedCli, leftovers_of
-from fixtures.timeouts import RUN_TIMEOUT
 from flatbed import hostnet, state
+from flatbed.checks.runs import FlatbedCli, leftovers_of
+from flatbed.checks.timeouts import RUN_TIMEOUT
 from flatbed.waiters import wait_until
 
 DECOY = f"fbdecoy-{os.getpid()}"   # "fb" but not a run tag (fb + 6 hex digits + "-"): clean must not touch it

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from flatbed import providers, state
+from flatbed.cloud import BootFailed, Cloud, NoSuchGuest
 from flatbed.errors import FlatbedError
 from flatbed.testbed import Testbed
 from flatbed.topology import DEFAULT_TOPOLOGY
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
           "List the testbeds recorded in the state root, with provider, status and topology.", "  flatbed list",
           testbed=False)
     _verb(sub, "images", "build the node and guest images if needed, and list the cache",
-          "Build (or find cached) the base root and the cirros-compatible guest, then list the image cache.",
+          "Build (or find cached) the base root, the cirros-compatible guest and that guest as a cirros-layout "
+          "disk image (what the suite tests --cirros-image with), then list the image cache.",
           "  flatbed images", testbed=False)
     _verb(sub, "leaks", "list resources of flatbed runs left on this host (exit 1 if any)",
           "List resources tagged with a flatbed run id on the whole host (namespaces, mounts, state files, "
@@ -230,13 +232,12 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def _ssh_guest(bed: Testbed, args: argparse.Namespace, command: list[str]) -> int:
-    from flatbed import guestssh
-    from flatbed.cloud import Cloud
+    from flatbed import guestssh  # paramiko loads only for a guest shell
 
     cloud = Cloud(bed)
     try:
         guest = cloud.guest(args.target)
-    except FlatbedError:
+    except NoSuchGuest:
         raise FlatbedError(f"ssh: {args.target!r} is neither a node ({', '.join(bed.topology.names)}) nor a guest "
                            f"of testbed {bed.run_id}") from None
     if not guest.ip:
@@ -257,15 +258,11 @@ def _ssh_guest(bed: Testbed, args: argparse.Namespace, command: list[str]) -> in
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    from flatbed.cloud import Cloud
-
     bed = Testbed.attach(args.testbed)
-    cloud = Cloud(bed)
-    guest = cloud.guest(args.guest)
+    guest = Cloud(bed).guest(args.guest)
     if not guest.compute:
         raise FlatbedError(f"console: guest {guest.name} has no compute (status {guest.status})")
-    path = f"{cloud.instance_dir(guest.compute, guest.instance_name)}/console.log"
-    node = bed.node(guest.compute)
+    path, node = guest.console_log, guest.node
     if args.no_follow:
         sys.stdout.write(node.read_file(path))
         return 0
@@ -282,19 +279,19 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    from flatbed.cloud import Cloud
-
-    bed = Testbed.attach(args.testbed)
-    guest = Cloud(bed).boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
-    print(f"{guest.name}: {guest.status} on {guest.compute} as {guest.instance_name}, {guest.ip} ({guest.mac})")
+    cloud = Cloud(Testbed.attach(args.testbed))
+    try:
+        guest = cloud.boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
+    except BootFailed as e:
+        raise FlatbedError(f"{e} (it stays for a look: flatbed delete {e.uuid})") from None
+    print(f"{guest.name}: {guest.status} on {guest.compute} as {guest.instance_name}, {guest.ip} ({guest.mac}); "
+          f"id {guest.uuid}")
     print(f"  flatbed console {guest.name}      # follow its boot")
     print(f"  flatbed ssh {guest.name} --wait 60")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from flatbed.cloud import Cloud
-
     cloud = Cloud(Testbed.attach(args.testbed))
     for name in args.names:
         guest = cloud.delete(name)
@@ -314,10 +311,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_images(args: argparse.Namespace) -> int:
     from flatbed.images import list_images
     from flatbed.images.base import ensure_base
+    from flatbed.images.cirros_disk import ensure_cirros_disk
     from flatbed.images.guest import ensure_guest
 
     ensure_base()
-    ensure_guest()
+    # The cirros-layout disk is what the suite tests --cirros-image with (e2e/test_27).
+    ensure_cirros_disk(ensure_guest())
     for image in list_images():
         print(f"{image.kind:6} {image.hash16}  {image.size / 2**20:7.0f} MiB  "
               f"{'complete' if image.complete else 'INCOMPLETE'}  {image.path}")

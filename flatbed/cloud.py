@@ -1,30 +1,57 @@
-"""The cloud as the host sees it: guests, fixed IPs and leases, read through the controller's CLIs.
+"""The guest client: boot, read and delete guests through the controller's CLIs.
 
-Everything here goes through the commands an administrator of the document would type on the
-controller (``nova list``/``show``/``boot``/``delete``, ``nova-manage fixed list``, the dnsmasq
-hostsfile), so the CLI, the status view, the collector and the reuse checks see what a user
-sees. The parsers are pure and unit-tested.
+Everything goes through the commands an administrator of the document would type on the
+controller (``nova boot``/``show``/``list``/``delete``, ``nova-manage fixed list``, the dnsmasq
+hostsfile), so the CLI, the suite, the status view, the collector and the reuse checks see what
+a user sees. Guests are addressed by their uuid once booted: names may repeat. The parsers are
+pure and unit-tested.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flatbed.errors import FlatbedError
 from flatbed.waiters import wait_until
 
 if TYPE_CHECKING:
-    from flatbed.node import Node
+    from flatbed.node import Node, Result
     from flatbed.testbed import Testbed
 
-BUILD_TIMEOUT = 120  # nova boot -> ACTIVE (fixtures/timeouts.py has the suite's own)
-# nova delete -> the fixed IP back in the pool (dhcp_release -> dnsmasq del -> nova-dhcpbridge -> RPC);
+# The client's own waits (the suite's are in flatbed/checks/timeouts.py).
+NOVA_TIMEOUT = 60     # one nova CLI call: boot and delete return at once (BUILD, deleting)
+BUILD_TIMEOUT = 120   # nova boot -> ACTIVE
+DELETE_TIMEOUT = 150  # nova delete -> gone from nova: the compute destroyed the domain (nova-api allows it 120 s)
+# -> the fixed IP back in the pool (dhcp_release -> dnsmasq del -> nova-dhcpbridge -> RPC);
 # measured over 30 s on loaded TCG VMs.
 RELEASE_TIMEOUT = 90
 DEFAULT_STATE_PATH = "/var/lib/nova"
+NO_SUCH_SERVER = "No server with a name or ID of"
+
+
+class NovaError(FlatbedError):
+    """A nova command refused; ``result`` is what it printed."""
+
+    def __init__(self, message: str, result: Result):
+        super().__init__(message)
+        self.result = result
+
+
+class NoSuchGuest(FlatbedError):
+    """nova knows no server by that name or id."""
+
+
+class BootFailed(FlatbedError):
+    """A booted guest went to ERROR or did not become ACTIVE in time; ``booted_as`` is what
+    ``nova boot`` printed for it, ``uuid`` names it."""
+
+    def __init__(self, message: str, booted_as: dict[str, str]):
+        super().__init__(message)
+        self.booted_as = booted_as
+        self.uuid = booted_as["id"]
 
 
 # --- parsers ----------------------------------------------------------------------------------
@@ -44,7 +71,7 @@ def parse_table(text: str) -> list[dict[str, str]]:
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """A ``Property | Value`` table (``nova show``) as a dict."""
+    """A ``Property | Value`` table (``nova show``, ``nova boot``) as a dict."""
     return {row["Property"]: row["Value"] for row in parse_table(text) if "Property" in row}
 
 
@@ -105,25 +132,55 @@ def parse_ip_network(value: str) -> str | None:
     return match.group(1) if match else None
 
 
-# --- the live cloud ---------------------------------------------------------------------------
+def instance_id(instance_name: str) -> int | None:
+    """The database id in ``instance-%08x`` (nova's instance_name_template), or None."""
+    match = re.fullmatch(r"instance-([0-9a-f]{8})", instance_name)
+    return int(match.group(1), 16) if match else None
+
+
+# --- the guest record -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class GuestInfo:
-    """A guest as ``nova show`` and the DHCP side describe it."""
+class Guest:
+    """A guest as nova, the DHCP side and its compute describe it.
 
-    name: str
+    ``mac`` is the one nova gave it (its fixed IP's row), so what the compute and the guest show
+    can be compared with it. ``node`` is its compute, reached through the testbed it was read from.
+    """
+
     uuid: str
+    name: str
     status: str
-    ip: str | None
-    compute: str | None
     instance_name: str
+    ip: str | None
+    compute: str | None          # the compute's node name
+    instance_dir: str | None = None  # <instances_path>/<instance_name> on the compute
     mac: str | None = None
     lease: str = "-"
     in_hostsfile: bool = False
+    booted_as: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # what `nova boot` printed
+    testbed: Testbed | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def id(self) -> int | None:
+        return instance_id(self.instance_name)
+
+    @property
+    def console_log(self) -> str:
+        return f"{self.instance_dir}/console.log"
+
+    @property
+    def node(self) -> Node:
+        """The compute the guest runs on."""
+        if self.testbed is None or not self.compute:
+            raise FlatbedError(f"guest {self.name} ({self.uuid}) has no compute (status {self.status})")
+        return self.testbed.node(self.compute)
+
+
+# --- the client -------------------------------------------------------------------------------
 
 class Cloud:
-    """Reads and drives the stack of one testbed through its controller."""
+    """Boots, reads and deletes the guests of one testbed through its controller."""
 
     def __init__(self, testbed: Testbed):
         self.testbed = testbed
@@ -150,38 +207,52 @@ class Cloud:
         instances = self.flags(compute).get("instances_path", f"{DEFAULT_STATE_PATH}/instances")
         return f"{instances}/{instance_name}"
 
+    def nova(self, *args: str) -> Result:
+        """``nova ARGS`` on the controller; NovaError (with what it printed) when it refuses."""
+        result = self.controller.run(["nova", *args], timeout=NOVA_TIMEOUT)
+        if not result.ok:
+            said = (result.stderr or result.stdout).strip() or f"exited {result.rc}"
+            if NO_SUCH_SERVER in said:
+                raise NoSuchGuest(f"no guest {args[-1]!r} on testbed {self.testbed.run_id}: {said}")
+            raise NovaError(f"nova {args[0]}: {said}", result)
+        return result
+
     # reads
     def servers(self) -> list[dict[str, str]]:
-        return parse_table(self.controller.check(["nova", "list"]))
+        return parse_table(self.nova("list").stdout)
 
-    def show(self, name: str) -> dict[str, str]:
-        result = self.controller.run(["nova", "show", name])
-        if not result.ok:
-            raise FlatbedError(f"no guest {name!r} on testbed {self.testbed.run_id}: "
-                               f"{(result.stderr or result.stdout).strip() or 'nova show failed'}")
-        return parse_properties(result.stdout)
+    def show(self, ref: str) -> dict[str, str]:
+        """``nova show REF`` (a uuid, or a name while it is unique)."""
+        return parse_properties(self.nova("show", ref).stdout)
 
     def fixed_ips(self) -> list[FixedIp]:
         return parse_fixed_list(self.controller.check(["nova-manage", "fixed", "list"]))
+
+    def fixed_ip(self, address: str) -> FixedIp | None:
+        return next((f for f in self.fixed_ips() if f.address == address), None)
 
     def hostsfile(self) -> dict[str, tuple[str, str]]:
         result = self.controller.run(["cat", self.hostsfile_path])
         return parse_hostsfile(result.stdout) if result.ok else {}
 
-    def guest(self, name: str, fixed: list[FixedIp] | None = None,
-              hosts: dict[str, tuple[str, str]] | None = None) -> GuestInfo:
-        server = self.show(name)
+    def guest(self, ref: str, fixed: list[FixedIp] | None = None,
+              hosts: dict[str, tuple[str, str]] | None = None, booted_as: dict[str, str] | None = None) -> Guest:
+        """The guest ``ref`` (uuid or unique name) as nova, the fixed IPs and the hostsfile describe it."""
+        server = self.show(ref)
         ip = server.get(f"{self.topology.flat.label} network")
         fixed = self.fixed_ips() if fixed is None else fixed
         hosts = self.hostsfile() if hosts is None else hosts
         row = next((f for f in fixed if f.address == ip), None)
-        return GuestInfo(name=server.get("name", name), uuid=server.get("id", ""), status=server.get("status", "?"),
-                         ip=ip, compute=server.get("OS-EXT-SRV-ATTR:host") or None,
-                         instance_name=server.get("OS-EXT-SRV-ATTR:instance_name", ""),
-                         mac=row.mac if row else None, lease=row.lease if row else "-",
-                         in_hostsfile=ip in hosts)
+        compute = server.get("OS-EXT-SRV-ATTR:host")
+        compute = None if compute in (None, "", "None") else compute
+        instance_name = server.get("OS-EXT-SRV-ATTR:instance_name", "")
+        return Guest(uuid=server.get("id", ref), name=server.get("name", ref), status=server.get("status", "?"),
+                     instance_name=instance_name, ip=ip, compute=compute,
+                     instance_dir=self.instance_dir(compute, instance_name) if compute else None,
+                     mac=row.mac if row else None, lease=row.lease if row else "-", in_hostsfile=ip in hosts,
+                     booted_as=booted_as or {}, testbed=self.testbed)
 
-    def guests(self) -> list[GuestInfo]:
+    def guests(self) -> list[Guest]:
         servers = self.servers()
         if not servers:
             return []
@@ -214,35 +285,70 @@ class Cloud:
         return meta.get("login_user") or LOGIN_USER, meta.get("login_password") or LOGIN_PASSWORD
 
     # actions
-    def boot(self, name: str, *, image: str = "cirros", flavor: str = "1", compute: str | None = None) -> GuestInfo:
-        argv = ["nova", "boot", "--image", image, "--flavor", flavor]
+    def create(self, name: str, *, image: str = "cirros", flavor: str = "1", compute: str | None = None,
+               key_name: str | None = None, user_data: str | None = None) -> dict[str, str]:
+        """``nova boot``: what it printed (the server in BUILD; its uuid is ``["id"]``).
+
+        ``user_data`` is a file on the controller. NovaError when nova refuses.
+        """
+        argv = ["boot", "--image", image, "--flavor", flavor]
         if compute:
             argv += ["--availability-zone", f"nova:{compute}"]
-        result = self.controller.run(argv + [name], timeout=300)
-        if not result.ok:
-            raise FlatbedError(f"nova boot {name}: {(result.stderr or result.stdout).strip()}")
+        if key_name:
+            argv += ["--key-name", key_name]
+        if user_data:
+            argv += ["--user-data", user_data]
+        return parse_properties(self.nova(*argv, name).stdout)
 
-        # nova boot returns in BUILD; the guest is ready to use once ACTIVE (or failed: ERROR).
-        def built() -> GuestInfo | None:
-            guest = self.guest(name)
-            return guest if guest.status in ("ACTIVE", "ERROR") else None
+    def wait_built(self, booted_as: dict[str, str], timeout: float = BUILD_TIMEOUT) -> Guest:
+        """Wait until the guest ``nova boot`` printed is ACTIVE; BootFailed when it goes to ERROR or time runs out."""
+        uuid, name = booted_as["id"], booted_as.get("name", booted_as["id"])
 
-        guest = wait_until(built, timeout=BUILD_TIMEOUT, what=f"{name}: status ACTIVE",
-                           describe=lambda: f"status {self.guest(name).status}")
-        if guest.status == "ERROR":
-            raise FlatbedError(f"{name}: went to ERROR: {self.show(name).get('fault', 'no fault recorded')}")
-        return guest
+        def built() -> dict[str, str] | None:
+            server = self.show(uuid)
+            if server.get("status") == "ERROR":
+                raise BootFailed(f"{name}: went to ERROR: {server.get('fault', 'no fault recorded')}", booted_as)
+            return server if server.get("status") == "ACTIVE" else None
 
-    def delete(self, name: str) -> GuestInfo:
-        """``nova delete`` and wait until the guest's address is back in the pool.
+        try:
+            wait_until(built, timeout=timeout, what=f"{name}: status ACTIVE",
+                       describe=lambda: f"status {self.show(uuid).get('status')}")
+        except BootFailed:
+            raise
+        except FlatbedError as e:
+            raise BootFailed(str(e), booted_as) from None
+        return self.guest(uuid, booted_as=booted_as)
+
+    def boot(self, name: str, **options: str | None) -> Guest:
+        """``nova boot`` and wait for ACTIVE (``create``'s options). A guest that failed is left for
+        the caller to see or delete: BootFailed names it."""
+        return self.wait_built(self.create(name, **options))
+
+    def delete(self, ref: str, *, missing_ok: bool = False) -> Guest | None:
+        """``nova delete``, then wait until nova no longer has the guest and its address is back in the pool.
 
         Only a leased address comes back at once (force_dhcp_release → dnsmasq's ``del``); one
-        that was never leased stays associated until Essex's periodic disassociation.
+        that was never leased stays associated until Essex's periodic disassociation. ``missing_ok``:
+        a guest nova does not know is already deleted (None).
         """
-        guest = self.guest(name)
-        result = self.controller.run(["nova", "delete", guest.uuid or name], timeout=180)
-        if not result.ok:
-            raise FlatbedError(f"nova delete {name}: {(result.stderr or result.stdout).strip()}")
+        try:
+            guest = self.guest(ref)
+        except NoSuchGuest:
+            if missing_ok:
+                return None
+            raise
+        self.nova("delete", guest.uuid)
+
+        def gone() -> bool:
+            try:
+                server = self.show(guest.uuid)
+            except NoSuchGuest:
+                return True
+            if server.get("status") == "ERROR" and server.get("OS-EXT-STS:task_state") == "None":
+                raise FlatbedError(f"{guest.name}: delete failed: {server.get('fault', 'no fault recorded')}")
+            return False
+
+        wait_until(gone, timeout=DELETE_TIMEOUT, interval=0.5, what=f"{guest.name} ({guest.uuid}) gone from nova")
         if guest.ip and self.releases_on_delete and guest.lease == "leased":
             self.wait_released(guest.ip)
         return guest
@@ -250,11 +356,10 @@ class Cloud:
     def wait_released(self, address: str, timeout: float = RELEASE_TIMEOUT) -> None:
         """Wait until ``address`` is free again: disassociated in the DB and gone from the hostsfile."""
         def released() -> bool:
-            row = next((f for f in self.fixed_ips() if f.address == address), None)
+            row = self.fixed_ip(address)
             return row is not None and row.in_pool and address not in self.hostsfile()
 
         def describe() -> str:
-            row = next((f for f in self.fixed_ips() if f.address == address), None)
-            return f"fixed IP row {row}; in hostsfile: {address in self.hostsfile()}"
+            return f"fixed IP row {self.fixed_ip(address)}; in hostsfile: {address in self.hostsfile()}"
 
         wait_until(released, timeout=timeout, interval=0.5, what=f"{address} back in the pool", describe=describe)

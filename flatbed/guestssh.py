@@ -1,9 +1,10 @@
 """SSH to a guest through the controller, the way the document's admin reaches one.
 
 Guests live on the flat network, which only the controller (its bridge holds the gateway) and
-the computes reach. paramiko on the host speaks SSH to the guest's dropbear over a byte relay
-that runs on the controller (``python3`` from the node's base image, started through the
-provider's :meth:`~flatbed.node.Node.host_argv`): the same on containers and VMs.
+the computes reach. paramiko on the host speaks SSH to the guest's dropbear over a TCP
+connection the controller opens (:meth:`flatbed.node.Node.open_tcp`: a socket in the
+container's network namespace, a ``direct-tcpip`` channel of a VM's SSH connection). The login
+is the image's password (cirros / ``cubswin:)``) or a key, both through paramiko.
 """
 
 from __future__ import annotations
@@ -22,30 +23,9 @@ from flatbed.terminal import relay_channel, window_size
 if TYPE_CHECKING:
     from flatbed.node import Node
 
-# Runs on the controller: connect to argv[1]:argv[2] and copy bytes both ways until either side ends.
-RELAY = """\
-import os, selectors, socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.settimeout(None)
-sel = selectors.DefaultSelector()
-sel.register(0, selectors.EVENT_READ)
-sel.register(s, selectors.EVENT_READ)
-while True:
-    for key, _ in sel.select():
-        if key.fileobj == 0:
-            data = os.read(0, 65536)
-            if not data:
-                sel.unregister(0)
-                s.shutdown(socket.SHUT_WR)
-                continue
-            s.sendall(data)
-        else:
-            data = s.recv(65536)
-            if not data:
-                sys.exit(0)
-            os.write(1, data)
-"""
-CONNECT_TIMEOUT = 20
+SSH_PORT = 22
+CONNECT_TIMEOUT = 20   # the TCP connection, the SSH banner and the authentication, each
+COMMAND_TIMEOUT = 300  # one command run in the guest
 
 
 class _AcceptNewGuestKeys(paramiko.MissingHostKeyPolicy):
@@ -56,15 +36,19 @@ class _AcceptNewGuestKeys(paramiko.MissingHostKeyPolicy):
 
 
 def connect(controller: Node, address: str, user: str, *, password: str | None = None,
-            key_file: str | None = None, wait: float = 0) -> paramiko.SSHClient:
-    """An SSH session to ``address`` through ``controller``; retries for ``wait`` seconds (sshd starting)."""
+            pkey: paramiko.PKey | None = None, key_file: str | None = None, wait: float = 0) -> paramiko.SSHClient:
+    """An SSH session to ``address`` through ``controller``; retries for ``wait`` seconds (sshd starting).
+
+    The login is ``password``, or a key (``pkey`` in memory, ``key_file`` on this host).
+    """
     deadline = time.monotonic() + wait
     while True:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(_AcceptNewGuestKeys())
+        sock = None
         try:
-            sock = paramiko.ProxyCommand(shlex.join(controller.host_argv(["python3", "-c", RELAY, address, "22"])))
-            client.connect(address, username=user, password=password, key_filename=key_file, sock=sock,
+            sock = controller.open_tcp(address, SSH_PORT, timeout=CONNECT_TIMEOUT)
+            client.connect(address, username=user, password=password, pkey=pkey, key_filename=key_file, sock=sock,
                            look_for_keys=False, allow_agent=False, timeout=CONNECT_TIMEOUT,
                            banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT)
             return client
@@ -73,6 +57,8 @@ def connect(controller: Node, address: str, user: str, *, password: str | None =
             raise FlatbedError(f"ssh {user}@{address}: authentication failed ({e})") from None
         except (paramiko.SSHException, OSError, EOFError) as e:
             client.close()
+            if sock is not None:
+                sock.close()
             if time.monotonic() >= deadline:
                 raise FlatbedError(f"ssh {user}@{address} through {controller.name}: "
                                    f"{type(e).__name__}: {e or 'connection closed'}") from None
@@ -81,7 +67,8 @@ def connect(controller: Node, address: str, user: str, *, password: str | None =
 
 def run(client: paramiko.SSHClient, command: list[str]) -> tuple[int, str, str]:
     """Run a command on the guest; (exit status, stdout, stderr)."""
-    _, stdout, stderr = client.exec_command(shlex.join(command) if len(command) > 1 else command[0], timeout=300)
+    _, stdout, stderr = client.exec_command(shlex.join(command) if len(command) > 1 else command[0],
+                                            timeout=COMMAND_TIMEOUT)
     out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
     return stdout.channel.recv_exit_status(), out, err
 

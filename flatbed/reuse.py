@@ -136,6 +136,12 @@ def changes(before: Footprint, after: Footprint) -> str | None:
     return "; ".join(parts) or None
 
 
+def history(testbed: Testbed) -> str | None:
+    """Why ``testbed`` is past its before-any-guest state (the document's starting point), or None."""
+    cloud = Cloud(testbed)
+    return not_before_any_guest([s["Name"] for s in cloud.servers()], cloud.instances_ever(), cloud.used_addresses())
+
+
 def not_before_any_guest(servers: Iterable[str], instances_ever: int, used_addresses: Iterable[str]) -> str | None:
     """Why a testbed is not in its before-any-guest state (the document's starting point), or None."""
     servers, used = list(servers), list(used_addresses)

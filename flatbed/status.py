@@ -1,7 +1,7 @@
 """``flatbed status``: the live testbed as a table, and as a graphviz picture.
 
 :func:`gather` reads everything from the running nodes (health probe, ``nova list``/``show``,
-``nova-manage fixed list``, the hostsfile, ``ip -j addr``, ``virsh domiflist``) into a
+``nova-manage fixed list``, the hostsfile, ``ip -j addr``, the guests' domain XML) into a
 :class:`Snapshot`; :func:`render` and :func:`to_dot` are pure, so their output is unit-tested.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flatbed import health
-from flatbed.cloud import Cloud, GuestInfo
+from flatbed import domains, health
+from flatbed.cloud import Cloud, Guest
 from flatbed.errors import FlatbedError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class NodeRow:
 
 @dataclass(frozen=True)
 class GuestRow:
-    info: GuestInfo
+    info: Guest
     tap: str | None = None     # the compute's tap device (vnetN) of the guest
 
 
@@ -86,15 +86,6 @@ def parse_ip_addr(text: str) -> tuple[Nic, ...]:
     return tuple(nics)
 
 
-def parse_domiflist(text: str) -> str | None:
-    """The first interface (tap) name in ``virsh domiflist``'s table."""
-    for line in text.splitlines()[2:]:
-        words = line.split()
-        if words and words[0] != "-":
-            return words[0]
-    return None
-
-
 def gather(testbed: Testbed, *, network: bool = False) -> Snapshot:
     """Read the live state; ``network`` adds interfaces and guests' taps (for the picture)."""
     topo = testbed.topology
@@ -122,7 +113,7 @@ def gather(testbed: Testbed, *, network: bool = False) -> Snapshot:
         tap = None
         if network and guest.compute:
             try:
-                tap = parse_domiflist(testbed.node(guest.compute).check(["virsh", "domiflist", guest.instance_name]))
+                tap = next((nic.tap for nic in domains.nics(guest.node, guest.instance_name) if nic.tap), None)
             except FlatbedError:
                 tap = None
         rows.append(GuestRow(guest, tap))

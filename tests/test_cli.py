@@ -41,7 +41,6 @@ def test_testbed_option_before_or_after_the_verb():
     assert parser.parse_args(["status"]).testbed is None
 
 
-
 def test_everything_after_double_dash_is_the_command():
     args = parse_args(["ssh", "cirros", "--wait", "5", "--", "uname", "-a", "--", "x"])
     assert (args.target, args.wait, args.command) == ("cirros", 5.0, ["uname", "-a", "--", "x"])

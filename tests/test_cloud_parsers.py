@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from flatbed.cloud import FixedIp, parse_fixed_list, parse_hostsfile, parse_ip_network, parse_properties, parse_table
+from flatbed.cloud import (
+    FixedIp,
+    instance_id,
+    parse_fixed_list,
+    parse_hostsfile,
+    parse_ip_network,
+    parse_properties,
+    parse_table,
+)
 
 NOVA_LIST = """\
 +--------------------------------------+--------+--------+----------------------+
@@ -71,3 +79,9 @@ def test_hostsfile_entries_by_address():
     assert parse_hostsfile(text) == {"10.0.0.2": ("fa:16:3e:07:b0:07", "cirros.novalocal"),
                                      "10.0.0.3": ("fa:16:3e:00:00:01", "vm2.novalocal")}
     assert parse_hostsfile("") == {}
+
+
+def test_instance_id_from_its_name():
+    assert instance_id("instance-00000009") == 9
+    assert instance_id("instance-0000000a") == 10
+    assert instance_id("i-00000009") is None and instance_id("") is None

@@ -1,13 +1,13 @@
-"""Golden: for the default topology, fixtures/expect.py gives back the document's literal listings.
+"""Golden: for the default topology, flatbed/checks/expect.py gives back the document's literal listings.
 
-The e2e suite compares nodes with ``fixtures.expect``, which builds every listing from the
+The e2e suite compares nodes with ``flatbed.checks.expect``, which builds every listing from the
 topology (never from the stack's own rule builders). This module pins those builders to the
 document's text, character for character once both sides are in iptables' canonical form
 (``-A`` rules re-printed the way ``iptables -S`` prints them, blank lines and runs of blanks
 dropped): the §2.1 filter and nat blocks, §2.2 routes, the §2.1 dnsmasq command line, the §2.4
 hostsfile line, the §2.5 compute listing (instance id 9, 10.0.0.2) and console, the §2.6 guest
 view, and the names of instance 10. Each elision in the document (``... (virbr0 stuff
-omitted) ...``) must be one of the named omissions of fixtures/expect.py.
+omitted) ...``) must be one of the named omissions of flatbed/checks/expect.py.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import re
 
 import pytest
 from fake_iptables import canonical as canonical_rule
-from test_fixtures_expect import DOCUMENT_BRCTL, DOCUMENT_ROUTE_N
+from test_checks_expect import DOCUMENT_BRCTL, DOCUMENT_ROUTE_N
 from test_stack_firewall import DOCUMENT_COMPUTE
 from test_stack_iptables import DOCUMENT_FILTER, DOCUMENT_NAT
 from test_stack_linux_net import DOCUMENT_DNSMASQ
 
-from fixtures import expect
-from fixtures.compare import assert_lines_in_order, listing_diff, normalise
+from flatbed.checks import expect
+from flatbed.checks.compare import assert_lines_in_order, listing_diff, normalise
 from flatbed.topology import DEFAULT_TOPOLOGY, Topology
 from flatbed.topology import load as load_topology
 

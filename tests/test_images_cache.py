@@ -1,8 +1,9 @@
-"""Unit tests for the image cache (atomic builds, reuse, leftovers) and the cpio writer."""
+"""Unit tests for the image cache (atomic builds, reuse, leftovers) and the cpio writer and reader."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import stat
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flatbed.images import cache
-from flatbed.images.cpio import DeviceNode, archive_tree
+from flatbed.images.cpio import DeviceNode, archive_tree, extract_archive, read_archive
 
 DIGEST = "ab" * 32
 
@@ -110,3 +111,47 @@ def test_cpio_roundtrip(tmp_path: Path) -> None:
     out.mkdir()
     subprocess.run(["cpio", "-id", "--quiet", "bin/busybox"], input=data, cwd=out, check=True)
     assert (out / "bin/busybox").read_bytes() == (root / "bin/busybox").read_bytes()
+
+
+def test_reader_gives_back_what_the_writer_wrote(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "home/cirros").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/sudo").write_bytes(b"\x7fELF" + b"1" * 9)  # odd length: the data is padded
+    (root / "usr/bin/sudo").chmod(0o4755)
+    (root / "usr/bin/ssh").symlink_to("dbclient")
+    data = archive_tree(root, owners={"home/cirros": (1000, 1000)},
+                        devices=[DeviceNode("dev/console", stat.S_IFCHR | 0o600, 5, 1)])
+    entries = {e.name: e for e in read_archive(data)}
+    assert sorted(entries) == [".", "dev/console", "home", "home/cirros", "usr", "usr/bin", "usr/bin/ssh",
+                               "usr/bin/sudo"]
+    assert stat.S_IMODE(entries["usr/bin/sudo"].mode) == 0o4755 and entries["usr/bin/sudo"].uid == 0
+    assert entries["usr/bin/sudo"].data == b"\x7fELF" + b"1" * 9
+    assert (entries["home/cirros"].uid, entries["home/cirros"].gid) == (1000, 1000)
+    assert stat.S_ISLNK(entries["usr/bin/ssh"].mode) and entries["usr/bin/ssh"].data == b"dbclient"
+    assert entries["dev/console"].rdev == (5, 1)
+
+
+def test_reader_refuses_what_is_not_newc() -> None:
+    with pytest.raises(ValueError, match="not a newc header at offset 0"):
+        list(read_archive(b"07070" + b"0" * 200))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set owners, setuid bits and device nodes")
+def test_extract_keeps_owners_setuid_and_devices(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "home/cirros").mkdir(parents=True)
+    (root / "bin").mkdir()
+    (root / "bin/busybox").write_bytes(b"x")
+    (root / "bin/busybox").chmod(0o4755)
+    data = archive_tree(root, owners={"home/cirros": (1000, 1000)},
+                        devices=[DeviceNode("dev/console", stat.S_IFCHR | 0o600, 5, 1)])
+    out = tmp_path / "out"
+    out.mkdir()
+    extract_archive(data, out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    st = (out / "bin/busybox").stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o4755, 0)
+    assert (out / "home/cirros").stat().st_uid == 1000
+    console = (out / "dev/console").stat()
+    assert stat.S_ISCHR(console.st_mode) and os.major(console.st_rdev) == 5 and os.minor(console.st_rdev) == 1

@@ -27,7 +27,8 @@ from flatbed.waiters import wait_until  # noqa: E402
 from nova import db as nova_db  # noqa: E402
 from nova import flags, rpc  # noqa: E402
 from nova.compute import api as compute_api  # noqa: E402
-from nova.compute import instance_types  # noqa: E402
+from nova.compute import instance_types, power_state  # noqa: E402
+from nova.compute.records import InstanceRecords  # noqa: E402
 from nova.image.store import ImageStore  # noqa: E402
 from nova.network import manager  # noqa: E402
 
@@ -370,7 +371,7 @@ def test_delete_between_networking_and_spawning_wins(cloud: Cloud) -> None:
 
     def allocate_then_delete_arrives(instance: compute_api.Instance) -> dict[str, Any]:
         network = allocate(instance)
-        cloud.api._set(instance.id, task_state="deleting")  # as delete() records it, before its task runs
+        cloud.api.db.instance_update(instance.id, task_state="deleting")  # as delete() records it, before its task runs
         return network
 
     cloud.api._network_info = allocate_then_delete_arrives  # type: ignore[method-assign]
@@ -421,7 +422,7 @@ def test_restart_resumes_a_build_not_started(cloud: Cloud) -> None:
 def test_restart_after_allocation_keeps_the_address(cloud: Cloud) -> None:
     dead = stopped_api(cloud)
     instance = dead.create("cirros", "cirros", "1")
-    dead._set(instance.id, task_state="spawning")
+    dead.db.instance_update(instance.id, task_state="spawning")
     network = dead._network_info(instance)  # allocated and cached, then the process died
     api = cloud.new_api()
     api.resume()
@@ -458,6 +459,30 @@ def test_state_survives_a_new_api(cloud: Cloud) -> None:
     api = cloud.new_api()
     assert api.resume() == 0
     assert [(i.name, i.status, i.address) for i in api.list()] == [("instance-00000009", "ACTIVE", "10.0.0.2")]
+
+
+def test_power_states_through_nova_api(cloud: Cloud) -> None:
+    """What nova-compute reads and writes (InstanceRecords over nova-api's RPC): the sync's SHUTOFF."""
+    boot(cloud, "one")
+    boot(cloud, "two")
+    cloud.settle()
+    assert cloud.api.get("one").power_state == power_state.RUNNING  # recorded at the end of the build
+    srv = cloud._serve(cloud.api.rpc_methods())
+    records = InstanceRecords(flags.parse(f"--host=compute-1\n--my_ip=127.0.0.1\n--metadata_host=127.0.0.1\n"
+                                          f"--osapi_compute_listen_port={srv.port}\n"))
+    assert [(r["id"], r["name"], r["vm_state"], r["power_state"]) for r in records.get_all_by_host()] == [
+        (9, "instance-00000009", "active", 1)]
+    records.set_power_state(9, power_state.SHUTOFF, "shutoff")
+    one = cloud.api.get("one")
+    assert (one.status, one.vm_state, one.power_state) == ("SHUTOFF", "shutoff", 5)
+    assert cloud.api.view(one)["power_state"] == 5
+    with pytest.raises(rpc.RemoteError, match="a compute may not set vm_state 'deleted'"):
+        records.set_power_state(9, power_state.NOSTATE, "deleted")
+    cloud.api.delete("one")  # a SHUTOFF guest is deleted as any other
+    cloud.settle()
+    assert records.get_all_by_host() == []
+    assert cloud.api.set_power_state(9, power_state.NOSTATE, "shutoff") is False  # deleted: left alone
+    assert cloud.db.instance_find("9") == []
 
 
 # --- console, images, key pairs, metadata ---------------------------------------------------------------
@@ -509,7 +534,7 @@ def test_metadata_by_fixed_ip(cloud: Cloud) -> None:
     assert "public-keys" not in plain["meta-data"]
     assert keyed["meta-data"]["public-keys"] == {"0": {"_name": "mykey", "openssh-key": KEY}}
     assert plain["user-data"] == "" and keyed["user-data"] == "#!/bin/sh\necho hi\n"
-    assert plain["meta-data"]["mpi"] == {"None": ["10.0.0.2 slots=1"], "mykey": ["10.0.0.3 slots=1"]}
+    assert "mpi" not in plain["meta-data"]  # Essex 2012.1 had none
     assert plain["meta-data"]["reservation-id"].startswith("r-")
     assert cloud.api.metadata_for_address("10.0.0.99") is None
     assert cloud.api.metadata_for_address("192.168.56.200") is None

@@ -23,8 +23,8 @@ sys.path.insert(0, str(REPO / "stack"))
 from fake_iptables import FakeIptables  # noqa: E402
 from test_stack_linux_net import FakeHost  # noqa: E402
 
-from fixtures import expect  # noqa: E402
-from fixtures.compare import assert_listing  # noqa: E402
+from flatbed.checks import expect  # noqa: E402
+from flatbed.checks.compare import assert_listing  # noqa: E402
 from flatbed.topology import DEFAULT_TOPOLOGY, Topology  # noqa: E402
 from flatbed.topology import load as load_topology  # noqa: E402
 from nova import flags  # noqa: E402
@@ -118,8 +118,10 @@ class Compute:
         monkeypatch.setattr(linux_net, "execute", FakeHost({"eth2"}, {}, {}))
         self.driver = firewall.IptablesFirewallDriver(allow_same_net_traffic, iptables=self.manager)
 
-    def boot(self, instance_id: int, net: dict[str, Any], rules: list[dict[str, Any]] | None = None) -> None:
-        instance = {"id": instance_id, "name": f"instance-{instance_id:08x}", "security_groups": ["default"]}
+    def boot(self, instance_id: int, net: dict[str, Any], rules: list[dict[str, Any]] | None = None,
+             groups: list[str] | None = None) -> None:
+        instance = {"id": instance_id, "name": f"instance-{instance_id:08x}",
+                    "security_groups": groups or ["default"]}
         linux_net.ensure_bridge(net["bridge"], net["bridge_interface"])  # the lazy bridge (plug)
         self.driver.setup_basic_filtering(instance, [net])
         self.driver.prepare_instance_filter(instance, [net], rules or [])
@@ -173,6 +175,25 @@ def test_two_instances_and_unfilter(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert_listing(expect.compute_filter(topo, []), compute.listing(), "after deleting both")
 
 
+def whole_word_boots(compute: Compute) -> None:
+    """Instances 1 and 10..12, then instance 1 deleted: the chain names share the prefix ``inst-1``."""
+    for instance_id in (1, 10, 11, 12):
+        compute.boot(instance_id, network(f"10.0.0.{instance_id + 1}", f"fa:16:3e:00:00:{instance_id:02x}"))
+    compute.driver.unfilter_instance({"id": 1})
+
+
+WHOLE_WORD_LOCAL = [f"-A nova-compute-local -d 10.0.0.{i + 1}/32 -j nova-compute-inst-{i}" for i in (10, 11, 12)]
+
+
+def test_removing_inst_1_keeps_the_jumps_to_inst_10_to_12(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Essex matched the jump as a substring and dropped these too (a declared deviation): whole words here."""
+    compute = Compute(monkeypatch, tmp_path)
+    whole_word_boots(compute)
+    listing = compute.listing()
+    assert [line for line in listing if line.startswith("-A nova-compute-local ")] == WHOLE_WORD_LOCAL
+    assert not [line for line in listing if "inst-1 " in f"{line} "]
+
+
 def test_without_allow_same_net_traffic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     compute = Compute(monkeypatch, tmp_path, allow_same_net_traffic=False)
     compute.boot(9, network("10.0.0.2", MAC9))
@@ -205,15 +226,54 @@ def test_security_group_rules_before_the_fallback(monkeypatch: pytest.MonkeyPatc
     assert_listing(expect.compute_filter(topo, [(instance_id, ip)], canonical), compute.listing(), "with rules")
 
 
-def test_refresh_rebuilds_the_chains_of_the_group(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                  topo: Topology) -> None:
+def test_refresh_rebuilds_every_chain_as_essex(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               topo: Topology) -> None:
+    """Essex's do_refresh_security_group_rules rebuilt every instance's chain, in the group or not."""
     compute = Compute(monkeypatch, tmp_path)
     compute.boot(9, network("10.0.0.2", MAC9))
-    assert compute.driver.refresh_security_group_rules("default", [ICMP_ANY]) == [9]
-    assert_listing(expect.compute_filter(topo, [(9, "10.0.0.2")], ("-p icmp -j ACCEPT",)), compute.listing(), "icmp")
-    assert compute.driver.refresh_security_group_rules("other", [SSH]) == []
+    compute.boot(10, network("10.0.0.3", MAC10), groups=["web"])
+    assert compute.driver.refresh_security_group_rules("default", [ICMP_ANY]) == [9, 10]
+    listing = compute.listing()
+    assert "-A nova-compute-inst-9 -p icmp -j ACCEPT" in listing
+    assert not [line for line in listing if line.startswith("-A nova-compute-inst-10 -p icmp")]  # not in default
+    assert [line for line in listing if line.startswith("-A nova-compute-local ")] == [
+        "-A nova-compute-local -d 10.0.0.2/32 -j nova-compute-inst-9",
+        "-A nova-compute-local -d 10.0.0.3/32 -j nova-compute-inst-10"]
+    assert compute.driver.refresh_security_group_rules("web", [SSH]) == [9, 10]
+    assert "-A nova-compute-inst-9 -p icmp -j ACCEPT" in compute.listing()  # 9 keeps its own rules
+    compute.driver.unfilter_instance({"id": 10})
     assert compute.driver.refresh_security_group_rules("default", []) == [9]
     assert_listing(DOCUMENT_COMPUTE_LINES, compute.listing(), "rule removed again")
+
+
+@pytest.mark.parametrize("trigger", ["secgroup refresh", "next boot"])
+def test_flushed_iptables_come_back_at_the_next_apply(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       topo: Topology, trigger: str) -> None:
+    """`iptables -F; iptables -X` on a compute: every rule nova-compute holds comes back at its
+    next apply (Essex had no periodic one): a security-group refresh, or the next instance."""
+    compute = Compute(monkeypatch, tmp_path)
+    compute.boot(9, network("10.0.0.2", MAC9))
+    compute.kernel.tables = FakeIptables().tables  # flushed behind nova-compute's back
+    assert compute.listing() == expect.compute_before_boot_filter()
+    if trigger == "secgroup refresh":
+        compute.driver.refresh_security_group_rules("default", [])
+        assert_listing(DOCUMENT_COMPUTE_LINES, compute.listing(), "after the refresh")
+    else:
+        compute.boot(10, network("10.0.0.3", MAC10))
+        assert_listing(expect.compute_filter(topo, [(9, "10.0.0.2"), (10, "10.0.0.3")]), compute.listing(),
+                       "after the next boot")
+
+
+def test_provider_chain_refreshed_at_every_instance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Essex's prepare_instance_filter emptied and rebuilt the provider chain, and applied, each time."""
+    compute = Compute(monkeypatch, tmp_path)
+    compute.boot(9, network("10.0.0.2", MAC9))
+    compute.manager.ipv4["filter"].add_rule("provider", "-s 192.0.2.0/24 -j DROP")  # a stale rule
+    restores = compute.kernel.commands.count(["iptables-restore"])
+    compute.boot(10, network("10.0.0.3", MAC10))
+    assert "-A nova-compute-provider -s 192.0.2.0/24 -j DROP" not in compute.listing()
+    # The provider refresh applies, then prepare_instance_filter applies again (filter + nat each).
+    assert compute.kernel.commands.count(["iptables-restore"]) - restores == 4
 
 
 def test_instance_rules_in_novas_text() -> None:
@@ -246,7 +306,7 @@ class FakeNWFilterConn:
         if name in self.filters and element.findtext("uuid") != self.uuids[name]:
             raise libvirt.libvirtError(f"operation failed: filter '{name}' already exists with uuid {self.uuids[name]}")
         self.filters[name] = xml
-        self.uuids.setdefault(name, f"uuid-{name}")
+        self.uuids.setdefault(name, element.findtext("uuid") or f"uuid-{name}")
         self.defined.append(name)
 
     def nwfilterLookupByName(self, name: str) -> Any:  # noqa: N802
@@ -287,6 +347,7 @@ def test_nwfilters_defined_and_removed() -> None:
     assert dhcp.get("chain") == "ipv4"
     assert [(r.get("direction"), r[0].get("srcipaddr")) for r in dhcp.findall("rule")] == [
         ("out", "0.0.0.0"), ("in", "$DHCPSERVER")]
+    assert conn.uuids["nova-allow-dhcp-server"] == "891e4787-e5c0-d59b-cbd6-41bc3c6b36fc"  # Essex's own
     # A restarted nova-compute (a new NWFilterFirewall) redefines everything with the uuids.
     again = libvirt_firewall.NWFilterFirewall(lambda: conn)
     again.setup_basic_filtering(instance, [network("10.0.0.2", MAC9)])
@@ -296,6 +357,15 @@ def test_nwfilters_defined_and_removed() -> None:
     nwfilter.unfilter_instance(instance, [network("10.0.0.2", MAC9)])
     nwfilter.unfilter_instance(instance, [network("10.0.0.2", MAC9)])  # gone already: fine
     assert "nova-instance-instance-00000009-fa163e2ce8ec" not in conn.filters
+
+
+def test_nova_allow_dhcp_server_takes_essex_uuid_over_an_older_definition() -> None:
+    conn = FakeNWFilterConn()
+    conn.filters["nova-allow-dhcp-server"] = "<filter name='nova-allow-dhcp-server'/>"
+    conn.uuids["nova-allow-dhcp-server"] = "0b5d7a1c-0000-4000-8000-000000000000"  # defined before the fix
+    libvirt_firewall.NWFilterFirewall(lambda: conn).setup_basic_filtering(
+        {"id": 9, "name": "instance-00000009"}, [network("10.0.0.2", MAC9)])
+    assert conn.uuids["nova-allow-dhcp-server"] == "891e4787-e5c0-d59b-cbd6-41bc3c6b36fc"
 
 
 def test_nwfilter_needs_libvirts_builtin_filters() -> None:
@@ -446,23 +516,3 @@ def test_nova_secgroup_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "| default | default     |" in capsys.readouterr().out
     assert flags.load(str(flagfile)).state_path == str(tmp_path)
     assert os.path.exists(tmp_path / "nova.sqlite")
-
-
-def test_restarted_compute_plugs_then_filters_running_instances(monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path) -> None:
-    """init_host: the bridge (and its FORWARD accepts) again before the instance chains."""
-    from nova.compute.manager import ComputeManager
-
-    calls: list[str] = []
-
-    class Driver:
-        def refilter_running_instances(self, plug: Any) -> list[str]:
-            plug(network("10.0.0.2", MAC9))
-            calls.append("filter instance-00000009")
-            return ["instance-00000009"]
-
-    monkeypatch.setattr(linux_net, "ensure_bridge", lambda bridge, iface, gateway=True: calls.append(
-        f"ensure_bridge {bridge} {iface}"))
-    conf = flags.parse(f"--state_path={tmp_path}\n--flat_interface=eth2\n--my_ip=192.168.56.202\n--host=compute-1\n")
-    assert ComputeManager(conf, driver=Driver()).init_host() == ["instance-00000009"]  # type: ignore[arg-type]
-    assert calls == ["ensure_bridge br100 eth2", "filter instance-00000009"]

@@ -37,7 +37,7 @@ def test_essex_defaults() -> None:
     conf = flags.parse("--my_ip=192.168.56.200\n--host=controller-1\n")
     assert conf.dhcp_lease_time == 120
     assert conf.dhcpbridge == "/usr/bin/nova-dhcpbridge"
-    assert conf.dhcpbridge_flagfile == "/etc/nova/nova.conf"
+    assert conf.dhcpbridge_flagfile == "/etc/nova/nova-dhcpbridge.conf"
     assert conf.metadata_host == "192.168.56.200" and conf.metadata_port == 8775
     assert conf.routing_source_ip == "192.168.56.200"
     assert conf.dmz_cidr == "10.128.0.0/24"

@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO / "stack"))
 from fake_iptables import FakeIptables, canonical  # noqa: E402
 from test_stack_linux_net import FakeHost  # noqa: E402
 
-from fixtures import expect  # noqa: E402
-from fixtures.compare import assert_listing, listing_diff, normalise  # noqa: E402
+from flatbed.checks import expect  # noqa: E402
+from flatbed.checks.compare import assert_listing, listing_diff, normalise  # noqa: E402
 from flatbed.topology import DEFAULT_TOPOLOGY, Topology  # noqa: E402
 from flatbed.topology import load as load_topology  # noqa: E402
 from nova import flags  # noqa: E402

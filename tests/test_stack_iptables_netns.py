@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO / "stack"))
 from fake_iptables import canonical  # noqa: E402
 from test_stack_iptables import DOCUMENT_FILTER, DOCUMENT_NAT, Controller  # noqa: E402
 
-from fixtures import expect  # noqa: E402
-from fixtures.compare import assert_listing  # noqa: E402
+from flatbed.checks import expect  # noqa: E402
+from flatbed.checks.compare import assert_listing  # noqa: E402
 from flatbed.topology import DEFAULT_TOPOLOGY  # noqa: E402
 from flatbed.topology import load as load_topology  # noqa: E402
 from nova.network import iptables  # noqa: E402
@@ -111,7 +111,6 @@ def test_document_listing_on_the_kernel(netns: str, tmp_path: Path, monkeypatch:
     assert (Path(ctl.conf.lock_path) / "nova-iptables.lock").exists()
 
 
-
 def test_document_compute_listing_on_the_kernel(netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """nova-compute's lazy bridge + firewall for instance 9: the document's §2.5 listing."""
     from test_stack_firewall import DOCUMENT_COMPUTE_LINES, MAC9, Compute, network
@@ -124,3 +123,17 @@ def test_document_compute_listing_on_the_kernel(netns: str, tmp_path: Path, monk
     compute.driver.unfilter_instance({"id": 9})
     listing = sh("ip", "netns", "exec", netns, "iptables", "-t", "filter", "-S")
     assert "inst-9" not in listing and "-A nova-compute-sg-fallback -j DROP" in listing
+
+
+def test_removing_inst_1_keeps_the_jumps_to_inst_10_to_12_on_the_kernel(
+        netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """remove_chain matches whole jump targets (Essex's substring match would drop inst-10..12's)."""
+    from test_stack_firewall import WHOLE_WORD_LOCAL, Compute, whole_word_boots
+
+    compute = Compute(monkeypatch, tmp_path)
+    compute.manager.execute = in_ns(netns)
+    whole_word_boots(compute)
+    assert sh("ip", "netns", "exec", netns, "iptables", "-S", "nova-compute-local").splitlines() == [
+        "-N nova-compute-local", *WHOLE_WORD_LOCAL]
+    chains = sh("ip", "netns", "exec", netns, "iptables", "-S").splitlines()
+    assert "-N nova-compute-inst-1" not in chains and "-N nova-compute-inst-10" in chains

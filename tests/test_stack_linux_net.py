@@ -29,7 +29,8 @@ DOCUMENT_DNSMASQ = (
 
 DOCUMENT_CONF = ("--public_interface=eth1\n--fixed_range=10.0.0.0/24\n--flat_interface=eth2\n"
                  "--flat_network_bridge=br100\n--network_manager=nova.network.manager.FlatDHCPManager\n"
-                 "--my_ip=192.168.56.200\n--host=controller-1\n")
+                 "--my_ip=192.168.56.200\n--host=controller-1\n"
+                 "--dhcpbridge_flagfile=/etc/nova/nova.conf\n")  # topologies/default.toml's
 
 BR100 = Network(id=1, label="novanetwork", cidr="10.0.0.0/24", bridge="br100", bridge_interface="eth2",
                 gateway="10.0.0.1", broadcast="10.0.0.255", netmask="255.255.255.0", dhcp_start="10.0.0.2",
@@ -130,6 +131,8 @@ def test_restart_dhcp_hups_only_its_own_dnsmasq(tmp_path: Path, monkeypatch: pyt
     conf = flags.parse(DOCUMENT_CONF + f"--state_path={tmp_path}\n")
     launched: list[list[str]] = []
     monkeypatch.setattr(linux_net, "_launch_dnsmasq", lambda argv, env: launched.append(argv))
+    recorded = linux_net.RecordingIptablesManager()
+    monkeypatch.setattr(linux_net, "iptables_manager", recorded)
     (tmp_path / "networks").mkdir()
     tail = "--dhcp-hostsfile=/elsewhere/nova-br100.conf" if cmdline_has_hostsfile else "--other"
     proc = _hup_counter(tail)
@@ -144,6 +147,25 @@ def test_restart_dhcp_hups_only_its_own_dnsmasq(tmp_path: Path, monkeypatch: pyt
         assert (out, launched) == ("hup\n", [])
     else:  # a stale pid (reused by another process) is not signalled; dnsmasq is started
         assert out == "" and len(launched) == 1
+    # Either way the DHCP/DNS accepts are (re)added: a nova-network restarted beside its running
+    # dnsmasq applies them again (Essex returned before re-adding them on the HUP path).
+    assert [rule for chain, rule in recorded.ipv4["filter"].rules if chain == "INPUT"] == [
+        f"-i br100 -p {proto} -m {proto} --dport {port} -j ACCEPT" for port in (67, 53) for proto in ("udp", "tcp")]
+
+
+def test_restart_dhcp_starts_a_killed_dnsmasq_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pid file names a dnsmasq that was killed: restart_dhcp launches a new one."""
+    conf = flags.parse(DOCUMENT_CONF + f"--state_path={tmp_path}\n")
+    launched: list[list[str]] = []
+    monkeypatch.setattr(linux_net, "_launch_dnsmasq", lambda argv, env: launched.append(argv))
+    monkeypatch.setattr(linux_net, "iptables_manager", linux_net.RecordingIptablesManager())
+    killed = _hup_counter("--dhcp-hostsfile=/elsewhere/nova-br100.conf")
+    killed.kill()
+    killed.communicate(timeout=10)
+    (tmp_path / "networks").mkdir()
+    (tmp_path / "networks" / "nova-br100.pid").write_text(f"{killed.pid}\n")
+    linux_net.restart_dhcp(conf, BR100)
+    assert len(launched) == 1 and launched[0][0] == "/usr/sbin/dnsmasq"
 
 
 def test_dnsmasq_pid_for_garbage(tmp_path: Path) -> None:

@@ -81,9 +81,31 @@ def test_init_host_sets_up_networks_of_this_host(tmp_path: Path) -> None:
     mgr.init_host()
     assert [call[0] for call in driver.calls] == [
         "init_host", "ensure_metadata_ip", "metadata_forward",
-        "ensure_bridge", "initialize_gateway_device", "update_dhcp"]
+        "plug", "initialize_gateway_device", "update_dhcp"]
     assert driver.calls[3][1:] == (("br100", "eth2"), {"gateway": True})
     assert driver.hostsfile == ""  # the document's empty nova-br100.conf
+
+
+def test_a_killed_dnsmasq_waits_for_the_next_allocation(tmp_path: Path) -> None:
+    """Essex: nothing watches dnsmasq; the next allocation (or deallocation) rewrites the hostsfile
+    and restart_dhcp starts a new one. Periodic tasks and lease events never touch it."""
+    mgr, driver = make(tmp_path)
+    document_network(mgr)
+    mgr.init_host()
+    mgr.allocate_for_instance(9, "cirros")
+    mgr.lease_fixed_ip("10.0.0.2")
+    driver.calls.clear()
+    for _ in range(3):
+        mgr.periodic_tasks()
+    mgr.lease_fixed_ip("10.0.0.2")
+    mgr.get_network()
+    mgr.get_dhcp_leases(mgr.db.network_get(1))
+    assert driver.calls == []
+    mgr.allocate_for_instance(10, "vm2")
+    assert [call[0] for call in driver.calls] == ["plug", "initialize_gateway_device", "update_dhcp"]
+    driver.calls.clear()
+    mgr.deallocate_for_instance(10)
+    assert [call[0] for call in driver.calls] == ["update_dhcp"]
 
 
 def test_allocation_order_and_hostsfile(tmp_path: Path) -> None:

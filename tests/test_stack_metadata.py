@@ -28,8 +28,7 @@ def tree(key_name: str | None = None, user_data: str | None = "", instance_id: i
     return metadata.build_tree(
         instance_id=instance_id, hostname="cirros", dhcp_domain="novalocal", instance_type="m1.tiny",
         address="10.0.0.2", availability_zone="nova", image_ec2_id="ami-00000001", reservation_id="r-0a1b2c3d",
-        key_name=key_name, key_data=KEY if key_name else None, user_data=user_data,
-        mpi={str(key_name): ["10.0.0.2 slots=1"]})
+        key_name=key_name, key_data=KEY if key_name else None, user_data=user_data)
 
 
 def get(path: str, data: dict[str, Any]) -> str | None:
@@ -45,7 +44,7 @@ def test_doctests() -> None:
 def test_meta_data_listing_without_key() -> None:
     assert get("/meta-data/", tree()) == "\n".join([
         "ami-id", "ami-launch-index", "ami-manifest-path", "block-device-mapping/", "hostname", "instance-action",
-        "instance-id", "instance-type", "local-hostname", "local-ipv4", "mpi/", "placement/", "public-hostname",
+        "instance-id", "instance-type", "local-hostname", "local-ipv4", "placement/", "public-hostname",
         "public-ipv4", "reservation-id", "security-groups"])
 
 
@@ -72,13 +71,12 @@ def test_top_listing_and_last_newline_cut() -> None:
     ("/meta-data/placement/availability-zone", "nova"),
     ("/meta-data/block-device-mapping/", "ami\nephemeral0\nroot\nswap"),
     ("/meta-data/block-device-mapping/root", "/dev/sda1"),
-    ("/meta-data/mpi/", "None"),
-    ("/meta-data/mpi/None", "10.0.0.2 slots=1"),
+    ("/meta-data/mpi/", None),  # removed before Essex 2012.1 (nova 8ecdc44690): 404
     # Essex: a leaf ends the walk, the rest of the path is ignored.
     ("/meta-data/instance-id/anything", "i-00000009"),
     ("/user-data", ""),
 ])
-def test_values(path: str, expected: str) -> None:
+def test_values(path: str, expected: str | None) -> None:
     assert get(path, tree()) == expected
 
 
@@ -99,7 +97,6 @@ def test_public_keys_tree_with_a_key() -> None:
     assert get("/meta-data/public-keys/", data) == "0=mykey"
     assert get("/meta-data/public-keys/0", data) == "openssh-key"
     assert get("/meta-data/public-keys/0/openssh-key", data) == KEY
-    assert get("/meta-data/mpi/mykey", data) == "10.0.0.2 slots=1"
 
 
 def test_user_data_is_decoded() -> None:

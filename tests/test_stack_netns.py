@@ -26,8 +26,8 @@ import pytest
 from test_stack_iptables import DOCUMENT_FILTER, DOCUMENT_NAT
 from test_stack_linux_net import DOCUMENT_DNSMASQ
 
-from fixtures import expect
-from fixtures.compare import assert_listing
+from flatbed.checks import expect
+from flatbed.checks.compare import assert_listing
 
 STACK = Path(__file__).resolve().parents[1] / "stack"
 BIN = STACK / "bin"

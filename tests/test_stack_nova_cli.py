@@ -36,7 +36,7 @@ DOCUMENT_LIST = """\
 def server(**overrides: Any) -> dict[str, Any]:
     base = {"uuid": "5357143d-66f5-446c-a82f-86648ebb3842", "display_name": "cirros", "status": "ACTIVE",
             "label": "novanetwork", "address": "10.0.0.2", "host": "compute-1", "name": "instance-00000009",
-            "task_state": None, "vm_state": "active", "created_at": "2012-07-30 23:12:06",
+            "task_state": None, "vm_state": "active", "power_state": 1, "created_at": "2012-07-30 23:12:06",
             "updated_at": "2012-07-30 23:12:16", "flavor": "m1.tiny", "image_name": "cirros", "key_name": None,
             "fault": None}
     return {**base, **overrides}
@@ -71,6 +71,7 @@ def test_show_table() -> None:
     assert rows["novanetwork network"] == "10.0.0.2"
     assert rows["created"] == "2012-07-30T23:12:06Z"
     assert rows["key_name"] == "None" and rows["OS-EXT-STS:task_state"] == "None"
+    assert rows["OS-EXT-STS:power_state"] == "1"  # Essex's extended_status: the integer
     assert rows["fault"] == "RuntimeError: boom"
     assert list(rows) == sorted(rows)
 

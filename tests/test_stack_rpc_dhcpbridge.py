@@ -83,6 +83,38 @@ def test_unreachable_and_cast(server: tuple[rpc.RpcServer, Recorder]) -> None:
     assert recorder.calls == [("echo", {"address": "x"})]
 
 
+def test_retry_while_not_delivered(server: tuple[rpc.RpcServer, Recorder]) -> None:
+    srv, recorder = server
+    port = _closed_port()
+    late: list[rpc.RpcServer] = []
+
+    def come_up() -> None:
+        late.append(rpc.RpcServer("127.0.0.1", port, recorder.methods()))
+        late[0].start(poll_interval=0.05)
+    timer = threading.Timer(0.3, come_up)
+    timer.start()
+    try:
+        # Refused until the server comes up 0.3 s later: re-sent, then answered.
+        assert rpc.call("127.0.0.1", port, "one", address="x", retry_for=10, retry_interval=0.05) == "x"
+    finally:
+        timer.join()
+        late[0].stop()
+    # A delivered error is never re-sent, whatever the grace.
+    with pytest.raises(rpc.RemoteError, match="leased that is not associated") as error:
+        rpc.call("127.0.0.1", srv.port, "fail", retry_for=10, retry_interval=0.05)
+    assert error.value.delivered
+    # Without a server the grace runs out, and the last refusal is raised.
+    with pytest.raises(rpc.RemoteError, match="refused") as error:
+        rpc.call("127.0.0.1", _closed_port(), "one", address="x", retry_for=0.2, retry_interval=0.05)
+    assert not error.value.delivered
+
+
+def _closed_port() -> int:
+    closed = rpc.RpcServer("127.0.0.1", 0, {})
+    closed.server_close()
+    return closed.port
+
+
 # --- nova-dhcpbridge against a real nova-network manager (fake host driver) ---------------------
 
 class NoHost:
@@ -125,7 +157,7 @@ def test_init_prints_leases(network_node: Node) -> None:
     mgr, flagfile, _ = network_node
     mgr.create_network("novanetwork", "10.0.0.0/24", "br100", "eth2", "controller-1")
     empty = dhcpbridge(flagfile, "init")
-    assert (empty.returncode, empty.stdout) == (0, "")
+    assert (empty.returncode, empty.stdout) == (0, "\n")  # Essex's `print init_leases(...)`: one empty line
     first = mgr.allocate_for_instance(9, "cirros")
     second = mgr.allocate_for_instance(10, "")
     result = dhcpbridge(flagfile, "init")
@@ -156,10 +188,14 @@ def test_add_old_del(network_node: Node) -> None:
 
 
 def test_usage_and_environment(network_node: Node, tmp_path: Path) -> None:
-    _, flagfile, port = network_node
+    mgr, flagfile, port = network_node
+    mgr.create_network("novanetwork", "10.0.0.0/24", "br100", "eth2", "controller-1")
     missing = dhcpbridge(flagfile, "init", network_id=None)
     assert missing.returncode == 1 and "Environment variable 'NETWORK_ID' must be set." in missing.stderr
-    assert dhcpbridge(flagfile, "bogus").returncode == 2
+    assert dhcpbridge(flagfile).returncode == 2
+    assert dhcpbridge(flagfile, "add", "fa:16:3e:00:00:01").returncode == 2
+    # Essex took any action but add/old/del for init (dnsmasq sends only init here).
+    assert (dhcpbridge(flagfile, "bogus").returncode, dhcpbridge(flagfile, "bogus").stdout) == (0, "\n")
     down = tmp_path / "down.conf"
     down.write_text(flagfile.read_text().replace(f"--network_rpc_port={port}", "--network_rpc_port=1"))
     unreachable = dhcpbridge(down, "add", "fa:16:3e:00:00:01", "10.0.0.2")

@@ -8,16 +8,16 @@ import subprocess
 
 import pytest
 
-from flatbed.cloud import GuestInfo
+from flatbed.cloud import Guest
 from flatbed.health import Check, NodeFacts
-from flatbed.status import GuestRow, NodeRow, Snapshot, parse_domiflist, parse_ip_addr, render, to_dot
+from flatbed.status import GuestRow, NodeRow, Snapshot, parse_ip_addr, render, to_dot
 
 CONTROLLER = NodeFacts("controller-1", "controller", system="running",
                        units={"nova-network": "active", "nova-api": "absent"},
                        bridges={"br100": ("10.0.0.1/24",)}, dnsmasq=256)
 COMPUTE = NodeFacts("compute-1", "compute", system="running",
                     units={"nova-compute": "active", "libvirtd": "socket-activated"})
-GUEST = GuestInfo(name="cirros", uuid="45f2", status="ACTIVE", ip="10.0.0.2", compute="compute-1",
+GUEST = Guest(name="cirros", uuid="45f2", status="ACTIVE", ip="10.0.0.2", compute="compute-1",
                   instance_name="instance-00000009", mac="fa:16:3e:07:b0:07", lease="leased", in_hostsfile=True)
 
 IP_ADDR_COMPUTE = json.dumps([
@@ -86,14 +86,6 @@ def test_ip_addr_to_nics():
     assert nics["eth1"].addresses == ("192.168.56.202/24",)
 
 
-def test_domiflist_first_interface():
-    text = (" Interface   Type     Source   Model    MAC\n"
-            "-----------------------------------------------------------\n"
-            " vnet3       bridge   br100    virtio   fa:16:3e:07:b0:07\n")
-    assert parse_domiflist(text) == "vnet3"
-    assert parse_domiflist(" Interface   Type\n------\n") is None
-
-
 def test_picture_wires_networks_nics_bridges_taps_and_guests():
     dot = to_dot(snapshot(nics=parse_ip_addr(IP_ADDR_COMPUTE)), "eth1", "eth2")
     assert dot.startswith("graph testbed {") and dot.rstrip().endswith("}")
@@ -110,14 +102,14 @@ def test_picture_wires_networks_nics_bridges_taps_and_guests():
 
 
 def test_picture_quotes_odd_names():
-    odd = GuestInfo(name='a "b" \\c', uuid="1", status="ACTIVE", ip=None, compute="compute-1", instance_name="i-1")
+    odd = Guest(name='a "b" \\c', uuid="1", status="ACTIVE", ip=None, compute="compute-1", instance_name="i-1")
     dot = to_dot(snapshot(guests=(GuestRow(odd, None),)), "eth1", "eth2")
     assert '\\"b\\"' in dot
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed (./run installs it)")
 def test_picture_is_valid_graphviz(tmp_path):
-    odd = GuestInfo(name='a "b"', uuid="1", status="BUILD", ip=None, compute="compute-1", instance_name="i-1")
+    odd = Guest(name='a "b"', uuid="1", status="BUILD", ip=None, compute="compute-1", instance_name="i-1")
     dot = to_dot(snapshot(guests=(GuestRow(GUEST, "vnet0"), GuestRow(odd, None)),
                           nics=parse_ip_addr(IP_ADDR_COMPUTE)), "eth1", "eth2")
     svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=True).stdout.decode()

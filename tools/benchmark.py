@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fixtures.guests import GuestManager, wait_pingable  # noqa: E402
-from flatbed.testbed import Testbed  # noqa: E402
-from flatbed.topology import DEFAULT_TOPOLOGY, load  # noqa: E402
+from flatbed.checks.console import wait_for_lease
+from flatbed.checks.traffic import wait_pingable
+from flatbed.cloud import Cloud
+from flatbed.testbed import Testbed
+from flatbed.topology import DEFAULT_TOPOLOGY, load
 
 # Seconds, for the container provider under TCG on 2 cores (measured: see README "Timings").
 TARGETS = {
@@ -46,14 +46,14 @@ def one_round(topology_path: Path, provider: str) -> dict[str, float]:
     bed = Testbed.up(load(topology_path), provider, progress=lambda _m: None)
     try:
         lap("up")
-        guests = GuestManager(bed)
-        guest = guests.boot("bench", compute=bed.topology.computes[0].name)
+        cloud = Cloud(bed)
+        guest = cloud.boot("bench", compute=bed.topology.computes[0].name)
         lap("boot→ACTIVE")
-        guest.wait_for_lease()
+        wait_for_lease(guest)
         lap("ACTIVE→lease")
         wait_pingable(bed.controller, guest.ip)
         lap("lease→ping")
-        guests.delete(guest)
+        cloud.delete(guest.uuid)
         lap("delete")
     finally:
         bed.down()

@@ -3,6 +3,8 @@
 - :func:`flatbed.images.base.ensure_base` -> the node root filesystem (debootstrap).
 - :func:`flatbed.images.guest.ensure_guest` -> the cirros-compatible guest (kernel + initramfs),
   or a user-supplied cirros disk image.
+- :func:`flatbed.images.cirros_disk.ensure_cirros_disk` -> that guest as a cirros-layout disk image
+  (MBR, ext3 ``cirros-rootfs``, GRUB), what ``--cirros-image`` is tested with.
 - :func:`cache_dir` / :func:`list_images` / :func:`prune_images` -> where the images live, what
   is there, and dropping superseded ones.
 

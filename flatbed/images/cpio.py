@@ -1,15 +1,17 @@
-"""A minimal ``newc`` cpio writer for initramfs archives.
+"""A minimal ``newc`` cpio writer and reader for initramfs archives.
 
 Written in Python rather than piping ``find | cpio`` so that owners, modes, the root entry's mode
 and device nodes (``/dev/console``) are set explicitly without fakeroot or mknod, and the archive
-does not depend on the build user or the files' timestamps.
+does not depend on the build user or the files' timestamps. The reader serves the tests (what
+the guest really holds: owners, setuid bits) and the cirros disk builder, which lays the guest's
+initramfs out on a file system.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +97,61 @@ def _owner(rel: str, owners: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
         if rel == prefix or rel.startswith(prefix + "/"):
             return owner
     return (0, 0)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of a newc archive (``name`` relative, without leading slash; ``data`` is a
+    symlink's target for links)."""
+
+    name: str
+    mode: int
+    uid: int
+    gid: int
+    data: bytes
+    rdev: tuple[int, int] = (0, 0)
+
+
+_HEADER = 110  # "070701" + 13 fields of 8 hex digits
+
+
+def read_archive(data: bytes) -> Iterator[Entry]:
+    """The entries of a newc archive up to its trailer (the ``.`` entry included)."""
+    pos = 0
+    while True:
+        if data[pos:pos + 6] != b"070701":
+            raise ValueError(f"not a newc header at offset {pos}")
+        fields = [int(data[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, uid, gid, size, rdev, namesize = fields[1], fields[2], fields[3], fields[6], fields[9:11], fields[11]
+        name = data[pos + _HEADER: pos + _HEADER + namesize - 1].decode()
+        pos += _HEADER + namesize
+        pos += len(_pad(pos))
+        if name == "TRAILER!!!":
+            return
+        body = data[pos: pos + size]
+        pos += size + len(_pad(size))
+        yield Entry(name, mode, uid, gid, body, (rdev[0], rdev[1]))
+
+
+def extract_archive(data: bytes, dest: Path) -> None:
+    """Unpack a newc archive into the existing directory ``dest`` with its owners and modes
+    (setuid bits, device nodes: needs root). ``dest`` itself takes the ``.`` entry's mode; a
+    member whose directory has no entry of its own (``dev/console``) gets one made."""
+    for entry in read_archive(data):
+        path = dest / entry.name if entry.name != "." else dest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kind = stat.S_IFMT(entry.mode)
+        if kind == stat.S_IFDIR:
+            path.mkdir(exist_ok=True)
+        elif kind == stat.S_IFLNK:
+            path.symlink_to(entry.data.decode())
+        elif kind == stat.S_IFREG:
+            path.write_bytes(entry.data)
+        elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+            os.mknod(path, entry.mode, os.makedev(*entry.rdev))
+        else:
+            raise ValueError(f"unsupported file type in archive: {entry.name}")
+        os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+        if kind != stat.S_IFLNK:
+            # After chown, which clears setuid bits.
+            os.chmod(path, stat.S_IMODE(entry.mode))

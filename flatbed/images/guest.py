@@ -3,8 +3,9 @@
 Real CirrOS images cannot be downloaded here, so the guest re-creates CirrOS 0.3.0's boot
 behaviour (``guest/`` holds its init and rc scripts) from Debian packages: the kernel and virtio
 modules from ``linux-image-*-cloud-amd64``, userland from ``busybox-static``, sshd from
-``dropbear-bin`` plus the shared libraries it links. Packages are fetched with ``apt-get download``
-and unpacked with ``dpkg-deb -x`` into a staging dir; nothing is installed on the host.
+``dropbear-bin`` and ``sudo`` (cirros' is buildroot's sudo; Debian's comes with PAM) plus the
+shared libraries they link. Packages are fetched with ``apt-get download`` and unpacked with
+``dpkg-deb -x`` into a staging dir; nothing is installed on the host.
 
 A user who has a real CirrOS disk image passes it as ``cirros_image`` and gets it back as a
 ``disk`` guest instead.
@@ -32,7 +33,7 @@ from flatbed.images.progress import Progress, Stopwatch, default_progress
 KIND = "guest"
 SUITE = "bookworm"
 # Bump when the build steps below change in a way that changes the result.
-RECIPE = "guest-3"
+RECIPE = "guest-4"
 
 # The guest's own files (init, rc scripts), baked into the initramfs and hashed.
 GUEST_SRC = Path(__file__).resolve().parents[2] / "guest"
@@ -42,6 +43,15 @@ BUSYBOX = "busybox-static"
 DROPBEAR = "dropbear-bin"
 # Dropbear programs copied in; dbclient doubles as "ssh" for guest-to-guest checks.
 DROPBEAR_PROGRAMS = ("usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/bin/dbclient")
+SUDO = "sudo"
+# sudo, its policy plugin (sudo.conf's default path) and the PAM modules guest/etc/pam.d/sudo names.
+SUDO_FILES = ("usr/bin/sudo", "usr/libexec/sudo/sudoers.so",
+              "lib/x86_64-linux-gnu/security/pam_permit.so", "lib/x86_64-linux-gnu/security/pam_deny.so")
+# Dependencies that only serve maintainer scripts (sudo's init-system-helpers, PAM's debconf):
+# nothing of them is copied into the guest, so they are not downloaded.
+NOT_SHIPPED = ("init-system-helpers", "debconf")
+# sudo refuses a policy file that others can write; 0440 root as cirros' makedevs.list sets.
+SUDOERS_FILES = ("etc/sudoers", "etc/sudoers.d/90-cirros-user")
 
 # CirrOS 0.3.x's login (src/etc/issue); 0.4+ images use "gocubsgo".
 LOGIN_USER = "cirros"
@@ -84,15 +94,21 @@ def resolve_packages() -> dict[str, str]:
     """Name -> candidate version of every package the guest is made from.
 
     The kernel meta package only names the versioned image package, which holds the files;
-    dropbear's dependency closure provides its shared libraries.
+    the dependency closures of dropbear and sudo provide their shared libraries and PAM modules.
     """
     deps = apt.candidate_depends([KERNEL_META])
     kernel = [d for d in deps.get(KERNEL_META, []) if d.startswith("linux-image-")]
     if not kernel:
         raise apt.AptError(f"{KERNEL_META} does not depend on a linux-image-* package")
-    # The whole closure: dropbear's libraries have libraries of their own (libtomcrypt -> libgmp).
-    closure = apt.dependency_closure([DROPBEAR])
-    return apt.resolve_candidates([KERNEL_META, kernel[0], BUSYBOX, *closure])
+    # The whole closure: libraries have libraries of their own (libtomcrypt -> libgmp).
+    return apt.resolve_candidates([KERNEL_META, kernel[0], BUSYBOX, *shipped_closure(
+        [DROPBEAR, SUDO], apt.candidate_depends([DROPBEAR, SUDO], recurse=True))])
+
+
+def shipped_closure(roots: list[str], depends: dict[str, list[str]]) -> list[str]:
+    """``roots`` and what they depend on, leaving out :data:`NOT_SHIPPED` and its own closure (pure)."""
+    pruned = {name: [d for d in deps if d not in NOT_SHIPPED] for name, deps in depends.items()}
+    return apt.closure_of(roots, pruned)
 
 
 def ensure_guest(
@@ -116,7 +132,7 @@ def ensure_guest(
         progress(f"guest: hashed {path.name} in {watch.elapsed():.1f} s")
         return GuestImage("disk", None, None, path, digest, LOGIN_USER, cirros_password or LOGIN_PASSWORD)
 
-    progress("guest: resolving kernel, busybox and dropbear versions from the host's apt lists")
+    progress("guest: resolving kernel, busybox, dropbear and sudo versions from the host's apt lists")
     versions = resolve_packages()
     files = hash_tree(GUEST_SRC)
     digest = guest_hash(versions, host_sources_key(), files)
@@ -162,10 +178,11 @@ def _build(tmp: Path, versions: dict[str, str], files: dict[str, str], digest: s
     overlay(GUEST_SRC, rootfs)  # files replace busybox links of the same name
     modules = _install_modules(staging, rootfs, kver)
     libs = _install_dropbear(staging, rootfs)
+    sudo_libs = _install_sudo(staging, rootfs)
     _write_shadow(staging, rootfs)
     (rootfs / "etc/flatbed-guest").write_text(f"{digest}\n")
     progress(f"guest: kernel {kver}, modules {' '.join(modules) or '(all built in)'}, "
-             f"dropbear libs {' '.join(libs)}")
+             f"dropbear libs {' '.join(libs)}, sudo libs {' '.join(sudo_libs)}")
 
     archive = archive_tree(
         rootfs,
@@ -176,7 +193,7 @@ def _build(tmp: Path, versions: dict[str, str], files: dict[str, str], digest: s
     (tmp / "initrd.img").write_bytes(gzip.compress(archive, compresslevel=9, mtime=0))
     manifest = {
         "kind": KIND, "hash": digest, "recipe": RECIPE, "packages": versions, "kernel": kver,
-        "modules": modules, "libraries": libs, "files": files, "cmdline": KERNEL_CMDLINE,
+        "modules": modules, "libraries": sorted(set(libs) | set(sudo_libs)), "files": files, "cmdline": KERNEL_CMDLINE,
         "login": {"user": LOGIN_USER, "password": LOGIN_PASSWORD},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -244,18 +261,43 @@ _LDD_LINE = re.compile(r"^\s*(\S+)(?: => (\S+))? \(0x[0-9a-f]+\)$")
 
 
 def _install_dropbear(staging: Path, rootfs: Path) -> list[str]:
-    """Copy dropbear's programs and, from the staged packages only, their shared libraries."""
-    libdirs = [staging / "lib" / MULTIARCH, staging / "usr/lib" / MULTIARCH]
+    """Dropbear's programs with their libraries; ``ssh`` is dbclient."""
+    libs = _install_elf(staging, rootfs, DROPBEAR_PROGRAMS)
+    (rootfs / "usr/bin/ssh").symlink_to("dbclient")
+    return libs
+
+
+def _install_sudo(staging: Path, rootfs: Path) -> list[str]:
+    """sudo as cirros has it: setuid root, policy in ``/etc/sudoers`` (+ ``sudoers.d``), 0440.
+
+    Debian's sudo is built with PAM; ``guest/etc/pam.d/sudo`` lets account and session pass (as
+    cirros' PAM-less sudo) and denies passwords, which nobody here has to type (cirros: NOPASSWD).
+    """
+    libs = _install_elf(staging, rootfs, SUDO_FILES)
+    os.chmod(rootfs / "usr/bin/sudo", 0o4755)
+    for rel in SUDOERS_FILES:
+        os.chmod(rootfs / rel, 0o440)
+    return libs
+
+
+def _install_elf(staging: Path, rootfs: Path, files: tuple[str, ...]) -> list[str]:
+    """Copy ELF ``files`` (same paths) and, from the staged packages only, the shared libraries
+    they need, into ``/lib/<multiarch>``; returns the libraries' sonames."""
+    # sudo finds libsudo_util through its RUNPATH; in the guest it sits on the default path.
+    libdirs = [staging / "lib" / MULTIARCH, staging / "usr/lib" / MULTIARCH, staging / "usr/libexec/sudo"]
     loader = staging / "lib" / MULTIARCH / "ld-linux-x86-64.so.2"
     needed: dict[str, Path] = {}
-    for rel in DROPBEAR_PROGRAMS:
+    for rel in files:
+        (rootfs / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(staging / rel, rootfs / rel)
         # The staged loader resolves the closure against the staged libraries first.
         out = subprocess.run(
             [str(loader), "--library-path", ":".join(map(str, libdirs)), "--list", str(staging / rel)],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        for line in out.splitlines():
+            check=False, capture_output=True, text=True,
+        )
+        if out.returncode != 0 and "statically linked" not in out.stdout + out.stderr:
+            raise RuntimeError(f"ld.so --list {rel} failed: {(out.stderr or out.stdout).strip()}")
+        for line in out.stdout.splitlines():
             match = _LDD_LINE.match(line)
             if not match or match.group(1).startswith("linux-vdso"):
                 continue
@@ -270,8 +312,9 @@ def _install_dropbear(staging: Path, rootfs: Path) -> list[str]:
         shutil.copyfile(path.resolve(), rootfs / "lib" / MULTIARCH / soname)
     # copy2 keeps the loader's exec bit: the kernel refuses a PT_INTERP without it (EACCES).
     shutil.copy2(loader.resolve(), rootfs / "lib" / MULTIARCH / loader.name)
-    (rootfs / "lib64" / loader.name).symlink_to(f"/lib/{MULTIARCH}/{loader.name}")
-    (rootfs / "usr/bin/ssh").symlink_to("dbclient")
+    link = rootfs / "lib64" / loader.name
+    if not link.is_symlink():
+        link.symlink_to(f"/lib/{MULTIARCH}/{loader.name}")
     return sorted(needed)
 
 

@@ -1,9 +1,10 @@
 """nova's database: SQLite at ``<state_path>/nova.sqlite``, kept across restarts.
 
 Essex used SQLAlchemy models and ``nova/db/api.py``; this module keeps the same table and column
-names for the part nova-network needs (networks, fixed_ips, virtual_interfaces and a minimal
-instances table) and the same function names where one exists (``fixed_ip_associate_pool``,
-``network_get_associated_fixed_ips``, ...).
+names for the part the controller's services need (networks, fixed_ips, virtual_interfaces,
+instances and their network info cache, key pairs, services) and the same function names where
+one exists (``fixed_ip_associate_pool``, ``network_get_associated_fixed_ips``, ``instance_update``,
+``key_pair_create``, ...). Every SQL statement of the stack but the security groups' lives here.
 
 The schema lives only in ``MIGRATIONS``: each entry is a SQL script applied once, in order, and
 ``PRAGMA user_version`` records how many ran. Another component extends a table by appending a
@@ -13,12 +14,18 @@ script (``ALTER TABLE instances ADD COLUMN ...``) — never by editing an applie
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
+import uuid as uuidlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from nova.api import ec2utils
+from nova.compute import states
 
 MIGRATIONS: tuple[str, ...] = (
     # 1 — nova-network (Essex columns, those nova-network reads or writes).
@@ -151,6 +158,10 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT OR IGNORE INTO security_groups (name, description, created_at)
         VALUES ('default', 'default', strftime('%Y-%m-%d %H:%M:%S', 'now'));
     """,
+    # 5 — Essex's power_state of an instance (NOSTATE until its compute reports one).
+    """
+    ALTER TABLE instances ADD COLUMN power_state INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -176,6 +187,10 @@ class NoMoreFixedIps(DBError):
 
 class DuplicateMac(DBError):
     """A virtual interface with that MAC already exists."""
+
+
+class DuplicateKeyPair(DBError):
+    """A key pair with that name already exists."""
 
 
 def utcnow() -> str:
@@ -237,6 +252,66 @@ _FIXED_IP_SELECT = """
     LEFT JOIN virtual_interfaces v ON v.id = f.virtual_interface_id
     LEFT JOIN instances i ON i.id = f.instance_id
 """
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An instances row of the compute API, with its fixed IP and network label."""
+
+    id: int
+    uuid: str
+    display_name: str
+    hostname: str
+    host: str | None
+    vm_state: str
+    task_state: str | None
+    power_state: int
+    flavor: str
+    image_ref: str
+    memory_mb: int
+    vcpus: int
+    address: str | None
+    label: str | None
+    fault: str | None
+    key_name: str | None
+    key_data: str | None
+    user_data: str | None
+    reservation_id: str | None
+    availability_zone: str | None
+    created_at: str
+    updated_at: str | None
+    launched_at: str | None
+
+    @property
+    def name(self) -> str:
+        return ec2utils.instance_name(self.id)
+
+    @property
+    def ec2_id(self) -> str:
+        return ec2utils.id_to_ec2_id(self.id)
+
+    @property
+    def status(self) -> str:
+        return states.STATUS.get(self.vm_state, self.vm_state.upper())
+
+
+_INSTANCE_SELECT = """
+    SELECT i.*, f.address, n.label FROM instances i
+    LEFT JOIN fixed_ips f ON f.instance_id = i.id AND f.allocated = 1
+    LEFT JOIN networks n ON n.id = f.network_id
+    WHERE i.uuid IS NOT NULL
+"""
+
+
+def _instance(r: sqlite3.Row) -> Instance:
+    return Instance(id=r["id"], uuid=r["uuid"], display_name=r["display_name"], hostname=r["hostname"],
+                    host=r["host"], vm_state=r["vm_state"], task_state=r["task_state"], power_state=r["power_state"],
+                    flavor=r["instance_type"],
+                    image_ref=r["image_ref"], memory_mb=r["memory_mb"], vcpus=r["vcpus"], address=r["address"],
+                    label=r["label"], fault=r["fault"], key_name=r["key_name"], key_data=r["key_data"],
+                    user_data=r["user_data"], reservation_id=r["reservation_id"],
+                    availability_zone=r["availability_zone"], created_at=r["created_at"],
+                    updated_at=r["updated_at"], launched_at=r["launched_at"])
 
 
 def _fixed_ip(row: sqlite3.Row) -> FixedIp:
@@ -336,7 +411,135 @@ class Database:
         rows = self._query("SELECT * FROM networks WHERE host = ? ORDER BY id", (host,))
         return [_network(row) for row in rows]
 
-    # instances (minimal; the compute API creates the rows and owns the rest of this table)
+    # instances of the compute API (rows with a uuid; nova-network's own have none)
+    def instance_create(self, *, first_id: int, display_name: str, hostname: str, host: str, instance_type: str,
+                        image_ref: str, memory_mb: int, vcpus: int, key_name: str | None, key_data: str | None,
+                        user_data: str, reservation_id: str, availability_zone: str) -> int:
+        """Record an instance in BUILD (task ``scheduling``); its id is the next one, at least ``first_id``."""
+        now = utcnow()
+        with self.transaction() as conn:
+            instance_id = max(first_id, (conn.execute("SELECT MAX(id) FROM instances").fetchone()[0] or 0) + 1)
+            conn.execute(
+                "INSERT INTO instances (id, uuid, display_name, hostname, host, vm_state, task_state, "
+                "instance_type, image_ref, memory_mb, vcpus, key_name, key_data, user_data, reservation_id, "
+                "availability_zone, deleted, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (instance_id, str(uuidlib.uuid4()), display_name, hostname, host, states.BUILDING,
+                 states.SCHEDULING, instance_type, image_ref, memory_mb, vcpus, key_name, key_data, user_data,
+                 reservation_id, availability_zone, now, now))
+        return int(instance_id)
+
+    def _instances(self, where: str = "", args: tuple[object, ...] = ()) -> list[Instance]:
+        rows = self._query(f"{_INSTANCE_SELECT} AND i.deleted = 0 {where} ORDER BY i.created_at DESC, i.id DESC",
+                           args)
+        return [_instance(r) for r in rows]
+
+    def instance_get_all(self) -> list[Instance]:
+        """Live instances, newest first (Essex ordered by created_at descending)."""
+        return self._instances()
+
+    def instance_get(self, instance_id: int) -> Instance | None:
+        found = self._instances("AND i.id = ?", (instance_id,))
+        return found[0] if found else None
+
+    def instance_find(self, ref: str) -> list[Instance]:
+        """Live instances whose uuid, display name or integer id is ``ref``."""
+        return self._instances("AND (i.uuid = ? OR i.display_name = ? OR CAST(i.id AS TEXT) = ?)", (ref, ref, ref))
+
+    def instance_get_all_by_host(self, host: str) -> list[Instance]:
+        """Live instances scheduled to ``host``, by id (what Essex's nova-compute read at start and
+        at every power-state sync)."""
+        return sorted(self._instances("AND i.host = ?", (host,)), key=lambda i: i.id)
+
+    def instance_set_power_state(self, instance_id: int, power_state: int, vm_state: str | None = None) -> bool:
+        """Record a live instance's power state (and vm_state, when given); False for a deleted one."""
+        vm_sql, args = ("vm_state = ?, ", (vm_state,)) if vm_state else ("", ())
+        with self.transaction() as conn:
+            cursor = conn.execute(f"UPDATE instances SET power_state = ?, {vm_sql}updated_at = ? "
+                                  "WHERE id = ? AND deleted = 0", (power_state, *args, utcnow(), instance_id))
+        return cursor.rowcount == 1
+
+    def instance_get_by_fixed_ip(self, address: str) -> Instance | None:
+        """The live instance that holds fixed IP ``address`` (allocated or not yet released)."""
+        rows = self._query("SELECT i.id FROM fixed_ips f JOIN instances i ON i.id = f.instance_id "
+                           "WHERE f.address = ? AND i.deleted = 0 AND i.uuid IS NOT NULL", (address,))
+        return self.instance_get(rows[0]["id"]) if rows else None
+
+    def instance_last_host(self) -> str | None:
+        """The host of the newest instance ever scheduled (deleted ones count)."""
+        rows = self._query("SELECT host FROM instances WHERE uuid IS NOT NULL AND host IS NOT NULL "
+                           "ORDER BY id DESC LIMIT 1")
+        return str(rows[0]["host"]) if rows else None
+
+    def instance_get_all_unfinished(self) -> list[tuple[int, str]]:
+        """``(id, task_state)`` of every live instance with a task under way, by id."""
+        rows = self._query("SELECT id, task_state FROM instances WHERE uuid IS NOT NULL AND deleted = 0 "
+                           "AND task_state IS NOT NULL ORDER BY id")
+        return [(int(r["id"]), str(r["task_state"])) for r in rows]
+
+    def instance_update(self, instance_id: int, **values: Any) -> None:
+        """Set columns of an instance (``vm_state=``, ``task_state=``, ``fault=``, ...)."""
+        cols = "".join(f"{k} = ?, " for k in values)
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE instances SET {cols}updated_at = ? WHERE id = ?",
+                         (*values.values(), utcnow(), instance_id))
+
+    def instance_finish_task(self, instance_id: int, **values: Any) -> None:
+        """Set ``values`` and clear task_state, unless a delete came in meanwhile (it stays ``deleting``)."""
+        cols = "".join(f"{k} = ?, " for k in values)
+        with self.transaction() as conn:
+            conn.execute(f"UPDATE instances SET {cols}task_state = CASE WHEN task_state = '{states.DELETING}' "
+                         f"THEN task_state ELSE NULL END, updated_at = ? WHERE id = ?",
+                         (*values.values(), utcnow(), instance_id))
+
+    def instance_advance_task(self, instance_id: int, task_state: str) -> bool:
+        """Move a live instance's task to ``task_state`` unless a delete came in; False then."""
+        with self.transaction() as conn:
+            cursor = conn.execute(f"UPDATE instances SET task_state = ?, updated_at = ? WHERE id = ? "
+                                  f"AND deleted = 0 AND task_state IS NOT '{states.DELETING}'",
+                                  (task_state, utcnow(), instance_id))
+        return cursor.rowcount == 1
+
+    def instance_destroy(self, instance_id: int) -> None:
+        """Mark the instance deleted and drop its network info cache (the row stays, as Essex's)."""
+        now = utcnow()
+        with self.transaction() as conn:
+            conn.execute("UPDATE instances SET vm_state = ?, task_state = NULL, deleted = 1, terminated_at = ?, "
+                         "updated_at = ? WHERE id = ?", (states.DELETED, now, now, instance_id))
+            conn.execute("DELETE FROM instance_info_caches WHERE instance_id = ?", (instance_id,))
+
+    # the network info cache: what nova-network allocated to an instance
+    def instance_info_cache_get(self, instance_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT network_info FROM instance_info_caches WHERE instance_id = ?", (instance_id,))
+        return dict(json.loads(rows[0]["network_info"])) if rows else None
+
+    def instance_info_cache_create(self, instance_id: int, network_info: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO instance_info_caches (instance_id, network_info, created_at) VALUES (?, ?, ?)",
+                         (instance_id, json.dumps(network_info), utcnow()))
+
+    def instance_info_cache_delete(self, instance_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM instance_info_caches WHERE instance_id = ?", (instance_id,))
+
+    # key pairs
+    def key_pair_create(self, name: str, fingerprint: str, public_key: str) -> None:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO key_pairs (name, fingerprint, public_key, created_at) VALUES (?, ?, ?, ?)",
+                             (name, fingerprint, public_key, utcnow()))
+        except sqlite3.IntegrityError:
+            raise DuplicateKeyPair(f"Key pair '{name}' already exists.") from None
+
+    def key_pair_get_all(self) -> list[dict[str, Any]]:
+        """Every key pair (name, fingerprint, public_key), by name."""
+        return [dict(r) for r in self._query("SELECT name, fingerprint, public_key FROM key_pairs ORDER BY name")]
+
+    def key_pair_destroy(self, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM key_pairs WHERE name = ?", (name,))
+
+    # instances of nova-network (a bare row when the compute API has not recorded one)
     def instance_ensure(self, instance_id: int, hostname: str) -> None:
         """Create a row for an instance the compute API has not recorded (tests, manual RPC calls).
 

@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass, field
 
 DEFAULT_FLAGFILE = "/etc/nova/nova.conf"
+DHCPBRIDGE_FLAGFILE = "/etc/nova/nova-dhcpbridge.conf"  # Essex's default of --dhcpbridge_flagfile
 
 _LINE = re.compile(r"^--([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$")
 
@@ -60,15 +61,16 @@ class Flags:
     force_dhcp_release: bool = _flag(False, "run dhcp_release when an instance's IP is deallocated")
     create_unique_mac_address_attempts: int = _flag(5, "attempts to find an unused MAC")
     fixed_ip_disassociate_timeout: int = _flag(600, "seconds a deallocated, unleased IP waits before reuse")
-    # nova/flags.py: how often a service runs its periodic tasks.
+    # nova/service.py: how often a service runs its periodic tasks (one tick; nova-compute's
+    # power-state sync runs every 11th).
     periodic_interval: int = _flag(60, "seconds between periodic tasks")
     # nova/network/linux_net.py
     public_interface: str = _flag("eth0", "interface for public (SNAT) traffic")
     routing_source_ip: str = _flag("$my_ip", "SNAT source address of the network host")
     dhcp_lease_time: int = _flag(120, "DHCP lease time in seconds")
     dhcpbridge: str = _flag("/usr/bin/nova-dhcpbridge", "dnsmasq's --dhcp-script")
-    # Essex defaulted to /etc/nova/nova-dhcpbridge.conf; provisioning writes a single file.
-    dhcpbridge_flagfile: str = _flag(DEFAULT_FLAGFILE, "flagfile the dhcp-script reads (FLAGFILE=)")
+    # The topologies set /etc/nova/nova.conf: provisioning writes that single file.
+    dhcpbridge_flagfile: str = _flag(DHCPBRIDGE_FLAGFILE, "flagfile the dhcp-script reads (FLAGFILE=)")
     networks_path: str = _flag("$state_path/networks", "where dnsmasq's hosts/pid files live")
     dnsmasq_config_file: str = _flag("", "dnsmasq --conf-file (empty: read none)")
     dns_server: str | None = _flag(None, "upstream DNS server for dnsmasq (-h -R --server=)")
@@ -82,6 +84,10 @@ class Flags:
     # nova/virt/libvirt/connection.py: Essex defaulted to kvm; empty here means probe the node.
     libvirt_type: str = _flag("", "libvirt domain type: kvm or qemu (empty: probe at start)")
     compute_rpc_port: int = _flag(8781, "flatbed: port nova-compute serves its RPC on")
+    # nova/flags.py: what nova-compute's init_host does with the guests of a rebooted host.
+    start_guests_on_host_boot: bool = _flag(False, "start every guest of this host when nova-compute starts")
+    resume_guests_state_on_host_boot: bool = _flag(
+        False, "start the guests that were running before the host rebooted, when nova-compute starts")
     # flatbed: the memory of every flavor, so that many guests fit a small host (0: the flavor's).
     flavor_memory_mb: int = _flag(0, "override the memory of every flavor, in MB")
     # nova/service.py: where nova-api listens (the compute API and the metadata API).

@@ -7,27 +7,32 @@ serves it on ``<my_ip>:<network_rpc_port>`` (flatbed flag, default 8780).
 Essex's ``rpc.call`` waited for the result, ``rpc.cast`` did not; ``cast`` here still waits for the
 HTTP reply (so the caller knows the message was delivered) but only logs a remote error.
 
->>> server = RpcServer("127.0.0.1", 0, {"add": lambda a, b: a + b})
->>> thread = threading.Thread(target=server.serve_forever, daemon=True); thread.start()
+A server that cannot be reached may be waited for: ``retry_for`` seconds of re-sending while the
+message is not delivered (Essex's AMQP queued it for a stopped service; a delivered error is
+never retried).
+
+>>> server = RpcServer("127.0.0.1", 0, {"add": lambda a, b: a + b}); _ = server.start()
 >>> call("127.0.0.1", server.port, "add", a=2, b=3)
 5
->>> server.shutdown()
+>>> server.stop()
 """
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import socketserver
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nova import wsgi
+
 LOG = logging.getLogger("nova.rpc")
 
 DEFAULT_TIMEOUT = 60.0
+RETRY_INTERVAL = 1.0  # between two sends to an unreachable server
 
 
 class RemoteError(Exception):
@@ -42,8 +47,25 @@ class RemoteError(Exception):
         self.delivered = delivered
 
 
-def call(host: str, port: int, method: str, /, *, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
-    """Invoke ``method(**kwargs)`` on the server and return its result; raise RemoteError."""
+def call(host: str, port: int, method: str, /, *, timeout: float = DEFAULT_TIMEOUT, retry_for: float = 0.0,
+         retry_interval: float = RETRY_INTERVAL, **kwargs: Any) -> Any:
+    """Invoke ``method(**kwargs)`` on the server and return its result; raise RemoteError.
+
+    While the server is unreachable the call is re-sent every ``retry_interval`` s, for at most
+    ``retry_for`` s (0: once).
+    """
+    deadline = time.monotonic() + retry_for
+    while True:
+        try:
+            return _call_once(host, port, method, timeout, kwargs)
+        except RemoteError as exc:
+            if exc.delivered or time.monotonic() >= deadline:
+                raise
+            LOG.warning("%s; retrying", exc)
+            time.sleep(retry_interval)
+
+
+def _call_once(host: str, port: int, method: str, timeout: float, kwargs: dict[str, Any]) -> Any:
     endpoint = f"{host}:{port}"
     request = urllib.request.Request(f"http://{endpoint}/v1/{method}", data=json.dumps(kwargs).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
@@ -74,17 +96,12 @@ def cast(host: str, port: int, method: str, /, *, timeout: float = DEFAULT_TIMEO
         LOG.error("%s", exc)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(wsgi.Handler):
     server: RpcServer
-    protocol_version = "HTTP/1.1"
+    server_version = "nova-rpc/2012.1"
 
     def _reply(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, json.dumps(body).encode(), "application/json")
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         prefix, _, name = self.path.partition("/v1/")
@@ -108,26 +125,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self._reply(200, result)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
-        LOG.debug("rpc %s %s", self.address_string(), format % args)
 
+class RpcServer(wsgi.Server):
+    """Serves ``methods`` by name; binds in the constructor, serves from ``start()``."""
 
-class RpcServer(http.server.ThreadingHTTPServer):
-    """Serves ``methods`` by name; bind happens in the constructor, serving in serve_forever()."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, host: str, port: int, methods: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(self, host: str, port: int, methods: Mapping[str, Callable[..., Any]], name: str = "rpc") -> None:
         self.methods = dict(methods)
-        super().__init__((host, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the address with socket.getfqdn: a reverse DNS query that
-        # stalls start-up by the resolver timeout on a node without a reachable DNS server.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+        super().__init__(name, host, port, _Handler)

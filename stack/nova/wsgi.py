@@ -1,8 +1,8 @@
-"""The HTTP servers of nova-api (Essex: ``nova/wsgi.py`` served each API with eventlet's wsgi).
+"""The HTTP servers of the nova daemons (Essex: ``nova/wsgi.py`` served each API with eventlet's wsgi).
 
-Here each API is a ``ThreadingHTTPServer`` with a ``BaseHTTPRequestHandler``; this module holds
-what they share: binding without a reverse DNS query, HTTP/1.1 replies with a Content-Length,
-and serving in a daemon thread.
+Every server here — nova-api's three APIs and the RPC servers of nova-network and nova-compute
+(``nova.rpc.RpcServer``) — is a ``Server``: a ``ThreadingHTTPServer`` bound without a reverse DNS
+query, serving in a daemon thread; its ``Handler`` replies in HTTP/1.1 with a Content-Length.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ class Server(http.server.ThreadingHTTPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name=self.name, daemon=True)
+    def start(self, poll_interval: float = 0.5) -> threading.Thread:
+        """Serve in a daemon thread (``poll_interval``: how soon ``stop()`` is noticed)."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": poll_interval},
+                                  name=self.name, daemon=True)
         thread.start()
         LOG.info("%s listening on %s:%d", self.name, self.server_address[0], self.port)
         return thread
@@ -54,6 +56,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "nova-api/2012.1"
 
     def reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=UTF-8") -> None:
+        """Send ``body`` whole, with its length (no body for HEAD)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -25,7 +25,7 @@ import base64
 import binascii
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nova import wsgi
@@ -59,9 +59,11 @@ def decode_user_data(user_data: str | None) -> str:
 def build_tree(*, instance_id: int, hostname: str, dhcp_domain: str, instance_type: str, address: str,
                availability_zone: str, image_ec2_id: str, reservation_id: str, key_name: str | None,
                key_data: str | None, user_data: str | None, security_groups: Sequence[str] = ("default",),
-               floating_ip: str = "", launch_index: int = 0,
-               mpi: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
-    """The tree Essex's get_metadata built for one instance, seen from ``address``."""
+               floating_ip: str = "", launch_index: int = 0) -> dict[str, Any]:
+    """The tree Essex's get_metadata built for one instance, seen from ``address``.
+
+    No ``mpi/`` key: its "extension" was removed before 2012.1 (nova commit 8ecdc44690).
+    """
     fqdn = f"{hostname}.{dhcp_domain}"
     meta: dict[str, Any] = {
         "ami-id": image_ec2_id,
@@ -79,8 +81,6 @@ def build_tree(*, instance_id: int, hostname: str, dhcp_domain: str, instance_ty
         "public-ipv4": floating_ip or "",
         "reservation-id": reservation_id,
         "security-groups": list(security_groups),
-        # Essex: "<fixed ip> slots=<vcpus>" of the project's instances, grouped by str(key_name).
-        "mpi": {k: list(v) for k, v in (mpi or {}).items()},
     }
     # public-keys only when the instance was booted with a key pair (else 404, as cirros shows).
     if key_name:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from nova import service, systemd
 from nova.api.metadata import MetadataServer
@@ -29,10 +28,10 @@ from nova.db import Database, DBError
 from nova.image.store import ImageServer, ImageStore
 from nova.network import linux_net
 from nova.rpc import RpcServer
+from nova.wsgi import Server
 
 LOG = logging.getLogger("nova.service")
 STOP_GRACE = 5  # seconds a stop waits for running instance tasks
-
 
 
 def main(argv: list[str]) -> int:
@@ -40,7 +39,7 @@ def main(argv: list[str]) -> int:
     if isinstance(conf, int):
         return conf
     LOG.info("Starting nova-api (version 2012.1, flatbed) on host %s", conf.host)
-    servers = []
+    servers: list[Server] = []
     try:
         os.makedirs(conf.state_path, exist_ok=True)
         db = Database(conf.sqlite_path)
@@ -49,35 +48,26 @@ def main(argv: list[str]) -> int:
         linux_net.setup_iptables(conf)
         linux_net.metadata_accept(conf)
         LOG.info("Metadata accept rule for %s:%d in place", conf.metadata_host, conf.metadata_port)
-        servers = [
-            RpcServer(conf.osapi_compute_listen, conf.osapi_compute_listen_port, api.rpc_methods()),
-            MetadataServer(conf.metadata_listen, conf.metadata_listen_port, api.metadata_for_address,
-                           use_forwarded_for=conf.use_forwarded_for),
-            ImageServer(conf.osapi_compute_listen, conf.glance_port, api.images),
-        ]
+        servers.append(RpcServer(conf.osapi_compute_listen, conf.osapi_compute_listen_port, api.rpc_methods(),
+                                 name="compute API"))
+        servers.append(MetadataServer(conf.metadata_listen, conf.metadata_listen_port, api.metadata_for_address,
+                                      use_forwarded_for=conf.use_forwarded_for))
+        servers.append(ImageServer(conf.osapi_compute_listen, conf.glance_port, api.images))
     except (OSError, DBError, linux_net.LinuxNetError) as exc:
         LOG.error("cannot start: %s", exc)
         for server in servers:
             server.server_close()
         return 1
-    service.stop_on_sigterm()
-    try:
-        rpc_server = servers[0]
-        threading.Thread(target=rpc_server.serve_forever, name="osapi", daemon=True).start()
-        LOG.info("compute API listening on %s:%d", conf.osapi_compute_listen, rpc_server.server_address[1])
-        for server in servers[1:]:
-            server.start()  # type: ignore[attr-defined]
+
+    def ready() -> None:
         systemd.notify()  # Type=notify: `systemctl restart nova-api` returns once we serve
         resumed = api.resume()
         if resumed:
             LOG.info("Resumed %d unfinished instance task(s)", resumed)
-        threading.Event().wait()
-    except (SystemExit, KeyboardInterrupt) as exc:
-        LOG.info("Stopping: %s", exc or "interrupted")
+
+    def stopping() -> None:
         # Let running builds/deletes finish a step; whatever is cut short resumes at the next start.
         if not api.wait_for_tasks(STOP_GRACE):
             LOG.warning("Instance tasks still running after %d s; they resume at the next start", STOP_GRACE)
-    finally:
-        for server in servers:
-            server.server_close()
-    return 0
+
+    return service.run(servers, ready=ready, stopping=stopping)

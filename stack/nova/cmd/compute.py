@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
-import time
 
 from nova import flags, rpc, service
 from nova.compute.manager import ComputeManager
@@ -23,21 +21,18 @@ LOG = logging.getLogger("nova.service")
 REGISTER_TIMEOUT = 120  # the controller's nova-network may still be starting
 
 
+class RegisterError(Exception):
+    """The network host refused this compute, or could not be reached in time."""
+
 
 def register(conf: flags.Flags) -> None:
     """Announce this compute to the network host (Essex: a services row via the shared DB)."""
-    deadline = time.monotonic() + REGISTER_TIMEOUT
-    while True:
-        try:
-            rpc.call(conf.network_host, conf.network_rpc_port, "service_update", host=conf.host,
-                     topic="compute", address=conf.my_ip, port=conf.compute_rpc_port)
-            LOG.info("Registered with %s:%d", conf.network_host, conf.network_rpc_port)
-            return
-        except rpc.RemoteError as exc:
-            if exc.delivered or time.monotonic() > deadline:
-                raise
-            LOG.warning("%s; retrying", exc)
-            time.sleep(1)
+    try:
+        rpc.call(conf.network_host, conf.network_rpc_port, "service_update", retry_for=REGISTER_TIMEOUT,
+                 host=conf.host, topic="compute", address=conf.my_ip, port=conf.compute_rpc_port)
+    except rpc.RemoteError as exc:
+        raise RegisterError(f"cannot register: {exc}") from None
+    LOG.info("Registered with %s:%d", conf.network_host, conf.network_rpc_port)
 
 
 def main(argv: list[str]) -> int:
@@ -57,22 +52,12 @@ def main(argv: list[str]) -> int:
         LOG.error("cannot set up the host: %s", exc)
         return 1
     try:
-        server = RpcServer(conf.my_ip, conf.compute_rpc_port, manager.rpc_methods())
+        server = RpcServer(conf.my_ip, conf.compute_rpc_port, manager.rpc_methods(), name="compute RPC")
     except OSError as exc:
         LOG.error("cannot start: %s", exc)
         return 1
-    service.stop_on_sigterm()
-    try:
-        # Serve first, then announce: the controller may call back as soon as it knows us.
-        threading.Thread(target=server.serve_forever, name="rpc", daemon=True).start()
-        LOG.info("Serving compute RPC on %s:%d", conf.my_ip, server.port)
-        register(conf)
-        threading.Event().wait()
-    except rpc.RemoteError as exc:
-        LOG.error("cannot register: %s", exc)
-        return 1
-    except (SystemExit, KeyboardInterrupt) as exc:
-        LOG.info("Stopping: %s", exc or "interrupted")
-    finally:
-        server.server_close()
-    return 0
+    def ready() -> None:
+        register(conf)  # serve first, then announce: the controller may call back as soon as it knows us
+        service.start_periodic_tasks(manager.periodic_tasks, conf.periodic_interval)
+
+    return service.run([server], ready=ready, errors=(RegisterError,))

@@ -2,7 +2,8 @@
 
 dnsmasq runs it as root with the environment nova-network gave it (``FLAGFILE``, ``NETWORK_ID``):
 
-    nova-dhcpbridge init                 print the lease database (because of --leasefile-ro)
+    nova-dhcpbridge init                 print the lease database (because of --leasefile-ro);
+                                         Essex took any other action for init too
     nova-dhcpbridge add <mac> <ip> [hostname]   -> lease_fixed_ip(address) on nova-network
     nova-dhcpbridge old <mac> <ip> [hostname]   no-op: the lease was reported when it was added
     nova-dhcpbridge del <mac> <ip> [hostname]   -> release_fixed_ip(address) on nova-network
@@ -37,7 +38,8 @@ def init_leases(conf: flags.Flags, network_id: int) -> str:
 
 
 def main(argv: list[str]) -> int:
-    flagfile = os.environ.get("FLAGFILE", flags.DEFAULT_FLAGFILE)
+    # Essex: FLAGFILE from dnsmasq's environment, else dhcpbridge_flagfile's default.
+    flagfile = os.environ.get("FLAGFILE", flags.DHCPBRIDGE_FLAGFILE)
     try:
         conf = flags.load(flagfile)
     except flags.FlagError as exc:
@@ -45,7 +47,10 @@ def main(argv: list[str]) -> int:
         return 1
     log.setup("nova-dhcpbridge", conf)
     action = argv[0] if argv else ""
-    if action in ("add", "old", "del") and len(argv) >= 3:
+    if action in ("add", "old", "del"):
+        if len(argv) < 3:
+            print(USAGE, file=sys.stderr)
+            return 2
         mac, address = argv[1], argv[2]
         LOG.debug("Called '%s' for mac '%s' with ip '%s'", action, mac, address)
         if action in CASTS:
@@ -55,19 +60,19 @@ def main(argv: list[str]) -> int:
                 LOG.error("%s", exc)
                 return 1
         return 0
-    if action == "init" and len(argv) == 1:
-        try:
-            network_id = int(os.environ.get("NETWORK_ID", ""))
-        except ValueError:
-            LOG.error("Environment variable 'NETWORK_ID' must be set.")
-            return 1
-        try:
-            leases = init_leases(conf, network_id)
-        except DBError as exc:
-            LOG.error("%s", exc)
-            return 1
-        if leases:
-            print(leases)
-        return 0
-    print(USAGE, file=sys.stderr)
-    return 2
+    if not action:
+        print(USAGE, file=sys.stderr)
+        return 2
+    # Essex: every other action (dnsmasq sends `init`) prints the lease database.
+    try:
+        network_id = int(os.environ.get("NETWORK_ID", ""))
+    except ValueError:
+        LOG.error("Environment variable 'NETWORK_ID' must be set.")
+        return 1
+    try:
+        leases = init_leases(conf, network_id)
+    except DBError as exc:
+        LOG.error("%s", exc)
+        return 1
+    print(leases)  # Essex printed it even when empty: one empty line
+    return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 
 from nova import service, systemd
 from nova.db import Database, DBError
@@ -23,19 +22,6 @@ from nova.rpc import RpcServer
 LOG = logging.getLogger("nova.service")
 
 FLAT_DHCP_MANAGER = "nova.network.manager.FlatDHCPManager"
-
-
-
-def _start_periodic_tasks(manager: FlatDHCPManager, interval: int) -> None:
-    """Essex's service loop: the manager's periodic tasks every ``interval`` s, the first after one."""
-    def loop() -> None:
-        while not stop.wait(interval):
-            try:
-                manager.periodic_tasks()
-            except Exception:  # a failing task is logged and retried next round, as Essex did
-                LOG.exception("Error during periodic tasks")
-    stop = threading.Event()
-    threading.Thread(target=loop, name="periodic", daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
@@ -52,26 +38,19 @@ def main(argv: list[str]) -> int:
         # Chains named after this binary (nova-network), as Essex's module-level manager.
         linux_net.setup_iptables(conf)
         manager = FlatDHCPManager(conf, Database(conf.sqlite_path))
-        # Bound before init_host: dnsmasq's first `nova-dhcpbridge add` may come during set-up and
-        # then waits in the listen backlog instead of being refused.
         # The network host is also where services register (Essex: the services table).
         methods = {**manager.rpc_methods(), "service_update": manager.db.service_update}
-        server = RpcServer(conf.my_ip, conf.network_rpc_port, methods)
+        server = RpcServer(conf.my_ip, conf.network_rpc_port, methods, name="network RPC")
     except (OSError, DBError) as exc:
         LOG.error("cannot start: %s", exc)
         return 1
-    service.stop_on_sigterm()
-    try:
+
+    def ready() -> None:
+        # Served during init_host: dnsmasq's first `nova-dhcpbridge add` may come meanwhile and
+        # waits on the manager's lock instead of being refused (Essex's AMQP queued it).
         manager.init_host()
-        _start_periodic_tasks(manager, conf.periodic_interval)
+        service.start_periodic_tasks(manager.periodic_tasks, conf.periodic_interval)
         LOG.info("Serving network RPC on %s:%d", conf.my_ip, server.port)
         systemd.notify()  # Type=notify: `systemctl start` returns once the host is set up
-        server.serve_forever()
-    except (LinuxNetError, IptablesError, DBError, OSError) as exc:
-        LOG.error("%s", exc)
-        return 1
-    except (SystemExit, KeyboardInterrupt) as exc:
-        LOG.info("Stopping: %s", exc or "interrupted")
-    finally:
-        server.server_close()
-    return 0
+
+    return service.run([server], ready=ready, errors=(LinuxNetError, IptablesError, DBError, OSError))

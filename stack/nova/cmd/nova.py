@@ -57,6 +57,7 @@ def show(server: dict[str, Any]) -> str:
     props = {
         "OS-EXT-SRV-ATTR:host": _text(server["host"]),
         "OS-EXT-SRV-ATTR:instance_name": server["name"],
+        "OS-EXT-STS:power_state": _text(server.get("power_state")),
         "OS-EXT-STS:task_state": _text(server["task_state"]),
         "OS-EXT-STS:vm_state": server["vm_state"],
         "accessIPv4": "",

@@ -15,6 +15,8 @@ the network and marks the row deleted.
 
 A restarted nova-api resumes every instance whose task_state is set: each step is idempotent
 (the network info is cached, ``run_instance`` of a running domain only reports it).
+
+The rows are read and written through ``nova.db``; the task threads are ``nova.compute.tasks``.
 """
 
 from __future__ import annotations
@@ -22,33 +24,23 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 import logging
 import re
-import sqlite3
 import string
-import threading
-import time
-import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nova import crypto, rpc
 from nova.api import ec2utils, metadata
-from nova.compute import instance_types
+from nova.compute import instance_types, power_state
 from nova.compute.security_groups import SecurityGroups
-from nova.db import Database, utcnow
+from nova.compute.states import ACTIVE, BUILDING, DELETING, ERROR, NETWORKING, SHUTOFF, SPAWNING
+from nova.compute.tasks import Task, TaskRunner
+from nova.db import Database, DuplicateKeyPair, Instance, utcnow
 from nova.flags import Flags
 from nova.image.store import Image, ImageStore
 
 LOG = logging.getLogger("nova.compute.api")
-
-# Essex nova/compute/vm_states.py and task_states.py (the part this stack reaches).
-BUILDING, ACTIVE, ERROR, DELETED = "building", "active", "error", "deleted"
-SCHEDULING, NETWORKING, SPAWNING, DELETING = "scheduling", "networking", "spawning", "deleting"
-# Essex nova/api/openstack/common.py: the API status of a vm_state.
-STATUS = {BUILDING: "BUILD", ACTIVE: "ACTIVE", ERROR: "ERROR", DELETED: "DELETED"}
 
 RUN_INSTANCE_TIMEOUT = 300  # image download, the first libvirt call (QEMU probe) and qemu's start
 TERMINATE_TIMEOUT = 120
@@ -78,60 +70,16 @@ def sanitize_hostname(name: str) -> str:
     return name.lower().strip(".-")
 
 
-@dataclass(frozen=True)
-class Instance:
-    id: int
-    uuid: str
-    display_name: str
-    hostname: str
-    host: str | None
-    vm_state: str
-    task_state: str | None
-    flavor: str
-    image_ref: str
-    memory_mb: int
-    vcpus: int
-    address: str | None
-    label: str | None
-    fault: str | None
-    key_name: str | None
-    key_data: str | None
-    user_data: str | None
-    reservation_id: str | None
-    availability_zone: str | None
-    created_at: str
-    updated_at: str | None
-    launched_at: str | None
-
-    @property
-    def name(self) -> str:
-        return ec2utils.instance_name(self.id)
-
-    @property
-    def ec2_id(self) -> str:
-        return ec2utils.id_to_ec2_id(self.id)
-
-    @property
-    def status(self) -> str:
-        return STATUS.get(self.vm_state, self.vm_state.upper())
+T = TypeVar("T")
 
 
-_INSTANCE_SELECT = """
-    SELECT i.*, f.address, n.label FROM instances i
-    LEFT JOIN fixed_ips f ON f.instance_id = i.id AND f.allocated = 1
-    LEFT JOIN networks n ON n.id = f.network_id
-    WHERE i.uuid IS NOT NULL
-"""
-
-
-def _instance(r: sqlite3.Row) -> Instance:
-    return Instance(id=r["id"], uuid=r["uuid"], display_name=r["display_name"], hostname=r["hostname"],
-                    host=r["host"], vm_state=r["vm_state"], task_state=r["task_state"], flavor=r["instance_type"],
-                    image_ref=r["image_ref"], memory_mb=r["memory_mb"], vcpus=r["vcpus"], address=r["address"],
-                    label=r["label"], fault=r["fault"], key_name=r["key_name"], key_data=r["key_data"],
-                    user_data=r["user_data"], reservation_id=r["reservation_id"],
-                    availability_zone=r["availability_zone"], created_at=r["created_at"],
-                    updated_at=r["updated_at"], launched_at=r["launched_at"])
+def _the_one(found: list[T], kind: str, ref: str) -> T:
+    """The single match of ``ref``, or novaclient's error for none or several."""
+    if not found:
+        raise ApiError(f"No {kind} with a name or ID of '{ref}' exists.")
+    if len(found) > 1:
+        raise ApiError(f"Multiple {kind} matches found for '{ref}', use an ID to be more specific.")
+    return found[0]
 
 
 class ComputeAPI:
@@ -141,35 +89,17 @@ class ComputeAPI:
         self.images = images or ImageStore(flags.image_store_path, db)
         self.unreachable_grace = UNREACHABLE_GRACE
         self.retry_interval = RETRY_INTERVAL
-        self._guard = threading.Lock()
-        self._locks: dict[int, threading.Lock] = {}
-        self._tasks: set[threading.Thread] = set()
+        self.tasks = TaskRunner()
 
     # --- reads ----------------------------------------------------------------------------------
 
-    def _rows(self, where: str = "", args: tuple = (), deleted: bool = False) -> list[Instance]:
-        live = "" if deleted else "AND i.deleted = 0"
-        with self.db.transaction() as conn:
-            rows = conn.execute(f"{_INSTANCE_SELECT} {live} {where} ORDER BY i.created_at DESC, i.id DESC",
-                                args).fetchall()
-        return [_instance(r) for r in rows]
-
     def list(self) -> list[Instance]:
         """Live servers, newest first (Essex ordered by created_at descending)."""
-        return self._rows()
+        return self.db.instance_get_all()
 
     def get(self, ref: str) -> Instance:
         """By uuid, name or integer id, as novaclient's find_resource."""
-        found = self._rows("AND (i.uuid = ? OR i.display_name = ? OR CAST(i.id AS TEXT) = ?)", (ref, ref, ref))
-        if not found:
-            raise ApiError(f"No server with a name or ID of '{ref}' exists.")
-        if len(found) > 1:
-            raise ApiError(f"Multiple server matches found for '{ref}', use an ID to be more specific.")
-        return found[0]
-
-    def _by_id(self, instance_id: int) -> Instance | None:
-        found = self._rows("AND i.id = ?", (instance_id,))
-        return found[0] if found else None
+        return _the_one(self.db.instance_find(ref), "server", ref)
 
     def view(self, instance: Instance) -> dict[str, Any]:
         """An instance as the RPC returns it: its columns plus name, EC2 id, status and image name."""
@@ -203,10 +133,7 @@ class ComputeAPI:
                 return target
         # Round-robin: the compute after the one that got the last instance, in name order (Essex's
         # chance scheduler picked at random; a fixed order keeps runs reproducible).
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT host FROM instances WHERE uuid IS NOT NULL AND host IS NOT NULL "
-                               "ORDER BY id DESC LIMIT 1").fetchone()
-        last = row[0] if row else None
+        last = self.db.instance_last_host()
         if last is None:
             return hosts[0]
         return next((h for h in hosts if h["host"] > last), hosts[0])
@@ -214,12 +141,7 @@ class ComputeAPI:
     # --- create -----------------------------------------------------------------------------------
 
     def _image(self, ref: str) -> Image:
-        found = self.images.find(ref)
-        if not found:
-            raise ApiError(f"No image with a name or ID of '{ref}' exists.")
-        if len(found) > 1:
-            raise ApiError(f"Multiple image matches found for '{ref}', use an ID to be more specific.")
-        return found[0]
+        return _the_one(self.images.find(ref), "image", ref)
 
     def create(self, name: str, image: str, flavor: str, availability_zone: str | None = None,
                key_name: str | None = None, user_data: str | None = None) -> Instance:
@@ -237,125 +159,54 @@ class ComputeAPI:
             except binascii.Error:
                 raise ApiError("Userdata content cannot be decoded.") from None
         target = self._schedule(availability_zone)
-        now = utcnow()
-        with self.db.transaction() as conn:
-            instance_id = max(self.flags.first_instance_id,
-                              (conn.execute("SELECT MAX(id) FROM instances").fetchone()[0] or 0) + 1)
-            conn.execute(
-                "INSERT INTO instances (id, uuid, display_name, hostname, host, vm_state, task_state, "
-                "instance_type, image_ref, memory_mb, vcpus, key_name, key_data, user_data, reservation_id, "
-                "availability_zone, deleted, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (instance_id, str(uuidlib.uuid4()), name, sanitize_hostname(name), target["host"], BUILDING,
-                 SCHEDULING, itype.name, img.id, itype.memory_mb, itype.vcpus, key["name"] if key else None,
-                 key["public_key"] if key else None, user_data or "", ec2utils.generate_uid("r"),
-                 self.flags.node_availability_zone, now, now))
+        instance_id = self.db.instance_create(
+            first_id=self.flags.first_instance_id, display_name=name, hostname=sanitize_hostname(name),
+            host=str(target["host"]), instance_type=itype.name, image_ref=img.id, memory_mb=itype.memory_mb,
+            vcpus=itype.vcpus, key_name=key["name"] if key else None, key_data=key["public_key"] if key else None,
+            user_data=user_data or "", reservation_id=ec2utils.generate_uid("r"),
+            availability_zone=self.flags.node_availability_zone)
         # Every instance is in the `default` security group (Essex); its rules travel with run_instance.
         SecurityGroups(self.db).add_instance(instance_id)
         LOG.info("Instance %s (%s) scheduled to %s", ec2utils.instance_name(instance_id), name, target["host"])
-        instance = self._by_id(instance_id)  # as recorded: read before the build task can move it on
+        instance = self.db.instance_get(instance_id)  # as recorded: read before the build task can move it on
         assert instance is not None
         self._submit(self._build, instance_id)
         return instance
 
     # --- tasks ------------------------------------------------------------------------------------
 
-    def _lock(self, instance_id: int) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(instance_id, threading.Lock())
-
-    def _submit(self, task: Callable[[int], None], instance_id: int) -> None:
-        thread = threading.Thread(target=self._run_task, args=(task, instance_id), daemon=True,
-                                  name=f"{task.__name__.strip('_')}-{instance_id}")
-        with self._guard:
-            self._tasks.add(thread)
-        thread.start()
-
-    def _run_task(self, task: Callable[[int], None], instance_id: int) -> None:
-        try:
-            task(instance_id)
-        except Exception:  # the row keeps its task_state; a restart resumes it
-            LOG.exception("%s of instance %s failed unexpectedly", task.__name__, instance_id)
-        finally:
-            with self._guard:
-                self._tasks.discard(threading.current_thread())
+    def _submit(self, task: Task, instance_id: int) -> None:
+        self.tasks.submit(task, instance_id)
 
     def wait_for_tasks(self, timeout: float) -> bool:
         """True once no task runs (tests, and a clean stop)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._guard:
-                if not self._tasks:
-                    return True
-            time.sleep(0.05)
-        return False
+        return self.tasks.wait(timeout)
 
     def resume(self) -> int:
         """Restart the tasks a previous nova-api left unfinished; returns how many."""
-        with self.db.transaction() as conn:
-            rows = conn.execute("SELECT id, task_state FROM instances WHERE uuid IS NOT NULL AND deleted = 0 "
-                                "AND task_state IS NOT NULL ORDER BY id").fetchall()
-        for row in rows:
-            LOG.info("Resuming %s of %s", row["task_state"], ec2utils.instance_name(row["id"]))
-            self._submit(self._delete if row["task_state"] == DELETING else self._build, row["id"])
-        return len(rows)
-
-    def _set(self, instance_id: int, **values: Any) -> None:
-        cols = "".join(f"{k} = ?, " for k in values)
-        with self.db.transaction() as conn:
-            conn.execute(f"UPDATE instances SET {cols}updated_at = ? WHERE id = ?",
-                         (*values.values(), utcnow(), instance_id))
-
-    def _finish(self, instance_id: int, **values: Any) -> None:
-        """End a build: set ``values`` and clear task_state, unless a delete came in meanwhile."""
-        cols = "".join(f"{k} = ?, " for k in values)
-        with self.db.transaction() as conn:
-            conn.execute(f"UPDATE instances SET {cols}task_state = CASE WHEN task_state = '{DELETING}' "
-                         f"THEN task_state ELSE NULL END, updated_at = ? WHERE id = ?",
-                         (*values.values(), utcnow(), instance_id))
-
-    def _advance(self, instance_id: int, task_state: str) -> bool:
-        """Move a build to its next step, atomically unless a delete came in; False then."""
-        with self.db.transaction() as conn:
-            cursor = conn.execute(f"UPDATE instances SET task_state = ?, updated_at = ? WHERE id = ? "
-                                  f"AND deleted = 0 AND task_state IS NOT '{DELETING}'",
-                                  (task_state, utcnow(), instance_id))
-        return cursor.rowcount == 1
-
-    def _retrying(self, call: Callable[[], Any]) -> Any:
-        """Retry ``call`` while its server is unreachable, for ``unreachable_grace`` seconds.
-
-        Essex queued a cast for a stopped service in AMQP; here the message is re-sent instead.
-        """
-        deadline = time.monotonic() + self.unreachable_grace
-        while True:
-            try:
-                return call()
-            except rpc.RemoteError as exc:
-                if exc.delivered or time.monotonic() >= deadline:
-                    raise
-                LOG.warning("%s; retrying", exc)
-                time.sleep(self.retry_interval)
+        unfinished = self.db.instance_get_all_unfinished()
+        for instance_id, task_state in unfinished:
+            LOG.info("Resuming %s of %s", task_state, ec2utils.instance_name(instance_id))
+            self._submit(self._delete if task_state == DELETING else self._build, instance_id)
+        return len(unfinished)
 
     def _network_call(self, method: str, **kwargs: Any) -> Any:
-        return self._retrying(lambda: rpc.call(self.flags.network_host, self.flags.network_rpc_port, method,
-                                               **kwargs))
+        # Essex queued a cast for a stopped service in AMQP; here the message is re-sent instead.
+        return rpc.call(self.flags.network_host, self.flags.network_rpc_port, method,
+                        retry_for=self.unreachable_grace, retry_interval=self.retry_interval, **kwargs)
 
     def _compute_call(self, host: str, method: str, timeout: float, **kwargs: Any) -> Any:
-        def call() -> Any:
-            service = self._service(host)  # re-read: a restarted compute may have re-registered
-            if service is None:
-                raise BuildError(f"compute host {host} is not registered")
-            return rpc.call(service["address"], service["port"], method, timeout=timeout, **kwargs)
-        return self._retrying(call)
+        service = self._service(host)
+        if service is None:
+            raise BuildError(f"compute host {host} is not registered")
+        return rpc.call(str(service["address"]), int(str(service["port"])), method, timeout=timeout,
+                        retry_for=self.unreachable_grace, retry_interval=self.retry_interval, **kwargs)
 
     def _network_info(self, instance: Instance) -> dict[str, Any]:
         """nova-network's allocation for the instance, made once and cached (Essex: info cache)."""
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT network_info FROM instance_info_caches WHERE instance_id = ?",
-                               (instance.id,)).fetchone()
-        if row:
-            return dict(json.loads(row[0]))
+        cached = self.db.instance_info_cache_get(instance.id)
+        if cached is not None:
+            return cached
         try:
             network = self._network_call("allocate_for_instance", instance_id=instance.id,
                                          hostname=instance.hostname)
@@ -367,9 +218,7 @@ class ComputeAPI:
             self._network_call("deallocate_for_instance", instance_id=instance.id)
             network = self._network_call("allocate_for_instance", instance_id=instance.id,
                                          hostname=instance.hostname)
-        with self.db.transaction() as conn:
-            conn.execute("INSERT INTO instance_info_caches (instance_id, network_info, created_at) VALUES (?, ?, ?)",
-                         (instance.id, json.dumps(network), utcnow()))
+        self.db.instance_info_cache_create(instance.id, dict(network))
         return dict(network)
 
     def image_url(self, image: Image) -> str:
@@ -377,48 +226,48 @@ class ComputeAPI:
         return f"http://{self.flags.my_ip}:{self.flags.glance_port}/v1/images/{image.id}"
 
     def _build(self, instance_id: int) -> None:
-        with self._lock(instance_id):
-            instance = self._by_id(instance_id)
-            if instance is None or instance.vm_state != BUILDING or instance.task_state == DELETING:
+        instance = self.db.instance_get(instance_id)
+        if instance is None or instance.vm_state != BUILDING or instance.task_state == DELETING:
+            return
+        try:
+            if not self.db.instance_advance_task(instance_id, NETWORKING):
                 return
-            try:
-                if not self._advance(instance_id, NETWORKING):
-                    return
-                network = self._network_info(instance)
-                if not self._advance(instance_id, SPAWNING):
-                    return  # deleted meanwhile: the delete task deallocates
-                image = self.images.get(instance.image_ref)
-                if image is None:
-                    raise BuildError(f"image {instance.image_ref} is no longer in the image store")
-                groups = SecurityGroups(self.db)
-                spec = {"id": instance.id, "name": instance.name, "uuid": instance.uuid,
-                        "memory_mb": instance.memory_mb, "vcpus": instance.vcpus, "hostname": instance.hostname,
-                        "security_groups": groups.groups_of(instance.id)}
-                result = self._compute_call(instance.host or "", "run_instance", RUN_INSTANCE_TIMEOUT,
-                                            instance=spec, network=network, image=image.hash,
-                                            image_url=self.image_url(image),
-                                            rules=groups.rules_for_instance(instance.id))
-                if not (isinstance(result, dict) and result.get("running")):
-                    raise BuildError(f"domain {instance.name} is not running on {instance.host} after spawn")
-            except rpc.RemoteError as exc:
-                self._fail_build(instance, exc.message if exc.delivered else str(exc))
-                return
-            except BuildError as exc:
-                self._fail_build(instance, str(exc))
-                return
-            self._finish(instance_id, vm_state=ACTIVE, launched_at=utcnow(), fault=None)
-            LOG.info("Instance %s is ACTIVE on %s with %s", instance.name, instance.host, network.get("address"))
+            network = self._network_info(instance)
+            if not self.db.instance_advance_task(instance_id, SPAWNING):
+                return  # deleted meanwhile: the delete task deallocates
+            image = self.images.get(instance.image_ref)
+            if image is None:
+                raise BuildError(f"image {instance.image_ref} is no longer in the image store")
+            groups = SecurityGroups(self.db)
+            spec = {"id": instance.id, "name": instance.name, "uuid": instance.uuid,
+                    "memory_mb": instance.memory_mb, "vcpus": instance.vcpus, "hostname": instance.hostname,
+                    "security_groups": groups.groups_of(instance.id)}
+            result = self._compute_call(instance.host or "", "run_instance", RUN_INSTANCE_TIMEOUT,
+                                        instance=spec, network=network, image=image.hash,
+                                        image_url=self.image_url(image),
+                                        rules=groups.rules_for_instance(instance.id))
+            if not (isinstance(result, dict) and result.get("running")):
+                raise BuildError(f"domain {instance.name} is not running on {instance.host} after spawn")
+            running_state = int(result.get("power_state", power_state.RUNNING))
+        except rpc.RemoteError as exc:
+            self._fail_build(instance, exc.message if exc.delivered else str(exc))
+            return
+        except BuildError as exc:
+            self._fail_build(instance, str(exc))
+            return
+        self.db.instance_finish_task(instance_id, vm_state=ACTIVE, power_state=running_state, launched_at=utcnow(),
+                                     fault=None)
+        LOG.info("Instance %s is ACTIVE on %s with %s", instance.name, instance.host, network.get("address"))
 
     def _fail_build(self, instance: Instance, fault: str) -> None:
         """ERROR with the fault; the fixed IP goes back to the pool (Essex deallocated on failure)."""
         LOG.error("Instance %s failed to build: %s", instance.name, fault)
         try:
             self._network_call("deallocate_for_instance", instance_id=instance.id)
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM instance_info_caches WHERE instance_id = ?", (instance.id,))
+            self.db.instance_info_cache_delete(instance.id)
         except rpc.RemoteError as exc:
             LOG.error("Instance %s: could not deallocate its network: %s", instance.name, exc)
-        self._finish(instance.id, vm_state=ERROR, fault=fault)
+        self.db.instance_finish_task(instance.id, vm_state=ERROR, fault=fault)
 
     # --- delete -----------------------------------------------------------------------------------
 
@@ -427,39 +276,34 @@ class ComputeAPI:
         instance = self.get(ref)
         if instance.task_state == DELETING:
             return instance
-        self._set(instance.id, task_state=DELETING)
-        marked = self._by_id(instance.id) or instance  # read before the task can remove the row
+        self.db.instance_update(instance.id, task_state=DELETING)
+        marked = self.db.instance_get(instance.id) or instance  # read before the task can remove the row
         self._submit(self._delete, instance.id)
         return marked
 
     def _delete(self, instance_id: int) -> None:
-        with self._lock(instance_id):
-            instance = self._by_id(instance_id)
-            if instance is None:
-                return
-            try:
-                if instance.host and self._service(instance.host):
-                    try:
-                        self._compute_call(instance.host, "terminate_instance", TERMINATE_TIMEOUT,
-                                           name=instance.name)
-                    except rpc.RemoteError as exc:
-                        if exc.delivered:
-                            raise
-                        # Essex deleted locally when the compute service was down.
-                        LOG.warning("%s: compute %s unreachable (%s); deleting locally", instance.name,
-                                    instance.host, exc.message)
-                self._network_call("deallocate_for_instance", instance_id=instance.id)
-            except (rpc.RemoteError, BuildError) as exc:
-                fault = exc.message if isinstance(exc, rpc.RemoteError) else str(exc)
-                LOG.error("Instance %s failed to delete: %s", instance.name, fault)
-                self._set(instance_id, vm_state=ERROR, task_state=None, fault=fault)
-                return
-            now = utcnow()
-            with self.db.transaction() as conn:
-                conn.execute("UPDATE instances SET vm_state = ?, task_state = NULL, deleted = 1, terminated_at = ?, "
-                             "updated_at = ? WHERE id = ?", (DELETED, now, now, instance_id))
-                conn.execute("DELETE FROM instance_info_caches WHERE instance_id = ?", (instance_id,))
-            LOG.info("Instance %s deleted", instance.name)
+        instance = self.db.instance_get(instance_id)
+        if instance is None:
+            return
+        try:
+            if instance.host and self._service(instance.host):
+                try:
+                    self._compute_call(instance.host, "terminate_instance", TERMINATE_TIMEOUT,
+                                       name=instance.name)
+                except rpc.RemoteError as exc:
+                    if exc.delivered:
+                        raise
+                    # Essex deleted locally when the compute service was down.
+                    LOG.warning("%s: compute %s unreachable (%s); deleting locally", instance.name,
+                                instance.host, exc.message)
+            self._network_call("deallocate_for_instance", instance_id=instance.id)
+        except (rpc.RemoteError, BuildError) as exc:
+            fault = exc.message if isinstance(exc, rpc.RemoteError) else str(exc)
+            LOG.error("Instance %s failed to delete: %s", instance.name, fault)
+            self.db.instance_update(instance_id, vm_state=ERROR, task_state=None, fault=fault)
+            return
+        self.db.instance_destroy(instance_id)
+        LOG.info("Instance %s deleted", instance.name)
 
     # --- console ----------------------------------------------------------------------------------
 
@@ -493,17 +337,13 @@ class ComputeAPI:
         except crypto.InvalidKeypair as exc:
             raise ApiError(str(exc)) from None
         try:
-            with self.db.transaction() as conn:
-                conn.execute("INSERT INTO key_pairs (name, fingerprint, public_key, created_at) VALUES (?, ?, ?, ?)",
-                             (name, fingerprint, public_key, utcnow()))
-        except sqlite3.IntegrityError:
-            raise ApiError(f"Key pair '{name}' already exists.") from None
+            self.db.key_pair_create(name, fingerprint, public_key)
+        except DuplicateKeyPair as exc:
+            raise ApiError(str(exc)) from None
         return {"name": name, "fingerprint": fingerprint, "public_key": public_key, "private_key": private_key}
 
     def list_keypairs(self) -> list[dict[str, Any]]:
-        with self.db.transaction() as conn:
-            rows = conn.execute("SELECT name, fingerprint, public_key FROM key_pairs ORDER BY name").fetchall()
-        return [dict(r) for r in rows]
+        return self.db.key_pair_get_all()
 
     def get_keypair(self, name: str) -> dict[str, Any]:
         found = [k for k in self.list_keypairs() if k["name"] == name]
@@ -513,8 +353,7 @@ class ComputeAPI:
 
     def delete_keypair(self, name: str) -> None:
         self.get_keypair(name)
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM key_pairs WHERE name = ?", (name,))
+        self.db.key_pair_destroy(name)
 
     # --- images and flavors -----------------------------------------------------------------------
 
@@ -529,27 +368,33 @@ class ComputeAPI:
 
     def metadata_for_address(self, address: str) -> dict[str, Any] | None:
         """The metadata tree of the live instance that holds fixed IP ``address``; None if none does."""
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT i.id FROM fixed_ips f JOIN instances i ON i.id = f.instance_id "
-                               "WHERE f.address = ? AND i.deleted = 0 AND i.uuid IS NOT NULL", (address,)).fetchone()
-        instance = self._by_id(row[0]) if row else None
+        instance = self.db.instance_get_by_fixed_ip(address)
         if instance is None:
             return None
-        mpi: dict[str, list[str]] = {}
-        for other in reversed(self.list()):
-            if other.address:
-                mpi.setdefault(str(other.key_name), []).append(f"{other.address} slots={other.vcpus}")
         return metadata.build_tree(
             instance_id=instance.id, hostname=instance.hostname, dhcp_domain=self.flags.dhcp_domain,
             instance_type=instance.flavor, address=address,
             availability_zone=instance.availability_zone or self.flags.node_availability_zone,
             image_ec2_id=self.images.ec2_id(instance.image_ref), reservation_id=instance.reservation_id or "",
-            key_name=instance.key_name, key_data=instance.key_data, user_data=instance.user_data, mpi=mpi)
+            key_name=instance.key_name, key_data=instance.key_data, user_data=instance.user_data)
+
+    # --- the rows nova-compute reads and writes (Essex's nova-compute opened the database) --------
+
+    def instances_on_host(self, host: str) -> list[dict[str, Any]]:
+        """Id, names, vm_state, task_state and power_state of ``host``'s live instances."""
+        return [{"id": i.id, "uuid": i.uuid, "name": i.name, "vm_state": i.vm_state, "task_state": i.task_state,
+                 "power_state": i.power_state} for i in self.db.instance_get_all_by_host(host)]
+
+    def set_power_state(self, instance_id: int, power_state: int, vm_state: str | None = None) -> bool:
+        """A compute's reading of an instance's power state (and the vm_state it implies)."""
+        if vm_state not in (None, ACTIVE, SHUTOFF):
+            raise ApiError(f"a compute may not set vm_state {vm_state!r}")
+        return self.db.instance_set_power_state(int(instance_id), int(power_state), vm_state)
 
     # --- the RPC nova-api serves --------------------------------------------------------------------
 
     def rpc_methods(self) -> dict[str, Callable[..., Any]]:
-        """What the nova CLI calls on nova-api (JSON over HTTP, as the other services)."""
+        """What the nova CLI and nova-compute call on nova-api (JSON over HTTP, as the other services)."""
         return {
             "create_server": lambda **kw: self.view(self.create(**kw)),
             "list_servers": lambda: [self.view(i) for i in self.list()],
@@ -561,4 +406,7 @@ class ComputeAPI:
             "create_keypair": self.create_keypair,
             "list_keypairs": self.list_keypairs,
             "delete_keypair": self.delete_keypair,
+            # nova-compute's database access
+            "instances_on_host": self.instances_on_host,
+            "set_power_state": self.set_power_state,
         }

@@ -6,6 +6,7 @@ Essex's global FLAGS and DB, so the pure parts (``dnsmasq_cmd``, ``host_dhcp``, 
 can be checked without a host.
 
 Firewall: Essex added iptables rules from inside these functions (FORWARD in ``ensure_bridge``,
+applied by ``plug``;
 INPUT 67/53 after starting dnsmasq, NAT in ``init_host``/``metadata_forward``, nova-api's INPUT
 in ``metadata_accept``) through the module-level ``iptables_manager``. A binary makes that the
 real manager of ``nova.network.iptables`` for its own chains with ``setup_iptables(flags)``
@@ -183,12 +184,21 @@ def _default_gateways(dev: str) -> list[str]:
 
 # --- bridge and gateway device ----------------------------------------------------------------
 
+def plug(bridge: str, interface: str | None, gateway: bool = True) -> None:
+    """The network host's bridge: ``ensure_bridge``, then apply its FORWARD rules (Essex's
+    LinuxBridgeInterfaceDriver.plug; a compute's VIF plug calls ensure_bridge alone, and its rules
+    reach the kernel with the instance filter's apply)."""
+    ensure_bridge(bridge, interface, gateway)
+    iptables_manager.apply()
+
+
 def ensure_bridge(bridge: str, interface: str | None, gateway: bool = True) -> None:
     """Create ``bridge`` if needed, enslave ``interface`` and move its addresses to the bridge.
 
     Essex (LinuxBridgeInterfaceDriver.ensure_bridge): addbr, setfd 0, stp off, link up; addif
     tolerating "already a member"; the default route and global addresses of the interface move
-    to the bridge. ``gateway`` selects ACCEPT (True) or DROP forwarding rules for the bridge.
+    to the bridge. ``gateway`` selects ACCEPT (True) or DROP forwarding rules for the bridge; they
+    are added, not applied (``plug`` applies).
     """
     if not device_exists(bridge):
         LOG.debug("Starting Bridge interface for %s", interface)
@@ -213,7 +223,6 @@ def ensure_bridge(bridge: str, interface: str | None, gateway: bool = True) -> N
     forward = iptables_manager.ipv4["filter"]
     forward.add_rule("FORWARD", f"--in-interface {bridge} -j {action}")
     forward.add_rule("FORWARD", f"--out-interface {bridge} -j {action}")
-    iptables_manager.apply()
 
 
 def initialize_gateway_device(dev: str, network: Network) -> None:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from nova.db import Database, DBError, DuplicateMac, FixedIp, Network
 from nova.flags import Flags
+from nova.manager import Manager, periodic_task
 from nova.network import linux_net
 
 LOG = logging.getLogger("nova.network.manager")
@@ -51,7 +52,7 @@ def synchronized(method: F) -> F:
     return locked  # type: ignore[return-value]
 
 
-class FlatDHCPManager:
+class FlatDHCPManager(Manager):
     """Flat networking with dnsmasq on the network host (nova.network.manager.FlatDHCPManager)."""
 
     SHOULD_CREATE_BRIDGE = True
@@ -83,7 +84,7 @@ class FlatDHCPManager:
         """Bridge, gateway address and dnsmasq for one network (Essex FlatDHCPManager)."""
         # linux_net.plug → LinuxBridgeInterfaceDriver: flat_interface wins over the row's interface.
         interface = self.flags.flat_interface or network.bridge_interface
-        self.driver.ensure_bridge(network.bridge, interface, gateway=True)
+        self.driver.plug(network.bridge, interface, gateway=True)
         self.driver.initialize_gateway_device(network.bridge, network)
         self._update_dhcp(network)
 
@@ -228,7 +229,8 @@ class FlatDHCPManager:
             LOG.debug("Disassociated %s stale fixed ip(s)", count)
         return count
 
-    def periodic_tasks(self) -> None:
+    @periodic_task
+    def _disassociate_stale_fixed_ips(self) -> None:
         self.disassociate_stale_fixed_ips()
 
     # --- leases (RPC from nova-dhcpbridge) ----------------------------------------------------

@@ -81,6 +81,11 @@ def instance_rules(network_info: NetworkInfo, rules: Iterable[Rule], allow_same_
     return chain
 
 
+def in_group(instance: Mapping[str, Any], group: str) -> bool:
+    """Whether ``instance`` (a dict with ``security_groups``, default ``["default"]``) is in ``group``."""
+    return group in instance.get("security_groups", ["default"])
+
+
 class IptablesFirewallDriver:
     """Instance firewalls as nova-compute's iptables chains."""
 
@@ -104,12 +109,13 @@ class IptablesFirewallDriver:
 
     def prepare_instance_filter(self, instance: Mapping[str, Any], network_info: NetworkInfo,
                                 rules: Iterable[Rule] = ()) -> None:
-        """Create the instance's chain and dispatch, then apply."""
+        """Create the instance's chain and dispatch, refresh the provider chain, then apply (Essex)."""
         instance_id = int(instance["id"])
         self.instances[instance_id] = instance
         self.network_infos[instance_id] = list(network_info)
         self.rules[instance_id] = list(rules)
         self.add_filters_for_instance(instance_id)
+        self.refresh_provider_fw_rules()
         self.iptables.apply()
 
     def apply_instance_filter(self, instance: Mapping[str, Any], network_info: NetworkInfo) -> None:
@@ -129,23 +135,27 @@ class IptablesFirewallDriver:
         return int(instance_id) in self.instances
 
     def refresh_security_group_rules(self, group: str, rules: Iterable[Rule]) -> list[int]:
-        """New rules of ``group``: rebuild the chains of this node's instances in it; their ids."""
+        """New rules of ``group``: rebuild the chain of every instance here; their ids.
+
+        Essex rebuilt every instance's chain, in the group or not (each from its own rules); the
+        members of ``group`` take ``rules``.
+        """
         rules = list(rules)
-        refreshed = []
         for instance_id, instance in self.instances.items():
-            if group in instance.get("security_groups", ["default"]):
+            if in_group(instance, group):
                 self.rules[instance_id] = rules
-                self.remove_filters_for_instance(instance_id)
-                self.add_filters_for_instance(instance_id)
-                refreshed.append(instance_id)
+            self.remove_filters_for_instance(instance_id)
+            self.add_filters_for_instance(instance_id)
         self.iptables.apply()
-        return refreshed
+        return list(self.instances)
 
     def refresh_provider_fw_rules(self) -> None:
-        """(Re)build the provider chain; Essex's provider_fw_rules table is empty by default."""
+        """Empty and rebuild the provider chain, and apply; Essex's provider_fw_rules table is empty
+        by default, and so is the chain here."""
         table = self.iptables.ipv4["filter"]
-        table.add_chain("provider")
         table.empty_chain("provider")
+        table.add_chain("provider")
+        self.iptables.apply()
 
     # --- chains --------------------------------------------------------------------------------
 

@@ -92,9 +92,14 @@ def filter_container(name: str, filterrefs: list[str]) -> str:
     return f"<filter name={quoteattr(name)} chain='root'>{refs}</filter>"
 
 
+# Essex gave this filter a fixed uuid (NWFilterFirewall.nova_dhcp_filter).
+NOVA_ALLOW_DHCP_SERVER_UUID = "891e4787-e5c0-d59b-cbd6-41bc3c6b36fc"
+
+
 def nova_allow_dhcp_server_xml() -> str:
     """nova's own ``ipv4``-chain copy of allow-dhcp-server (defined, not referenced by nova-base)."""
-    return """<filter name='nova-allow-dhcp-server' chain='ipv4'>
+    return f"""<filter name='nova-allow-dhcp-server' chain='ipv4'>
+  <uuid>{NOVA_ALLOW_DHCP_SERVER_UUID}</uuid>
   <rule action='accept' direction='out' priority='100'>
     <udp srcipaddr='0.0.0.0' dstipaddr='255.255.255.255' srcportstart='68' dstportstart='67'/>
   </rule>

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import libvirt
 
+from nova.virt.firewall import in_group
 from nova.virt.libvirt.config import DomainSpec, domain_xml
 from nova.virt.libvirt.firewall import IptablesFirewallDriver, filter_parameters, instance_filter_name
 
@@ -111,46 +112,74 @@ class LibvirtDriver:
         instance = {**instance, "id": instance.get("id", instance_id_from_name(instance["name"]))}
         self.firewall_driver.setup_basic_filtering(instance, [network])
         self.firewall_driver.prepare_instance_filter(instance, [network], rules)
-        state = {"instance": instance, "network": network, "rules": rules}
-        (self.instance_dir(instance["name"]) / FIREWALL_STATE).write_text(json.dumps(state, indent=2) + "\n")
+        self._write_firewall_state({"instance": instance, "network": network, "rules": rules})
+
+    def _write_firewall_state(self, state: dict) -> None:
+        path = self.instance_dir(state["instance"]["name"]) / FIREWALL_STATE
+        path.write_text(json.dumps(state, indent=2) + "\n")
 
     def refresh_security_group_rules(self, group: str, rules: list) -> list[int]:
-        """New rules for ``group``: rebuild the chains of its instances here and keep them on disk."""
+        """New rules for ``group``: rebuild the chains here, and keep its members' rules on disk."""
         refreshed = self.firewall_driver.refresh_security_group_rules(group, rules)
         for instance_id in refreshed:
-            name = self.firewall_driver.instances[instance_id]["name"]
-            path = self.instance_dir(name) / FIREWALL_STATE
-            if path.exists():
-                state = json.loads(path.read_text())
-                path.write_text(json.dumps({**state, "rules": rules}, indent=2) + "\n")
+            instance = self.firewall_driver.instances[instance_id]
+            if not in_group(instance, group):
+                continue
+            state = self.firewall_state(instance["name"])
+            if state is not None:
+                self._write_firewall_state({**state, "rules": rules})
         return refreshed
 
-    def refilter_running_instances(self, plug: Callable[[dict], None]) -> list[str]:
-        """After a restart: plug (``plug(network)``) and filter every running instance again.
+    def firewall_state(self, name: str) -> dict | None:
+        """What ``filter_instance`` recorded for ``name`` (instance, network, rules), or None."""
+        path = self.instance_dir(name) / FIREWALL_STATE
+        return json.loads(path.read_text()) if path.exists() else None
 
-        Plugging again matters: the lazy bridge's FORWARD accepts live in this process's
-        iptables manager too, and its first apply would drop them otherwise (Folsom added
-        plug_vifs to init_host for that; Essex lost them).
+    def ensure_filtering_rules_for_instance(self, state: dict) -> None:
+        """nwfilters and chains of an instance that runs already (Essex: nova-compute's init_host)."""
+        self.firewall_driver.setup_basic_filtering(state["instance"], [state["network"]])
+        self.firewall_driver.prepare_instance_filter(state["instance"], [state["network"]], state["rules"])
+
+    def resume_state_on_host_boot(self, state: dict, plug: Callable[[dict], None]) -> None:
+        """Start an instance again after its host rebooted: Essex 2012.1.1's hard reboot.
+
+        The domain's own XML (the inactive definition; libvirt.xml when it is gone), destroyed and
+        unfiltered, then plugged, filtered, defined and started again; the disk and console stay.
         """
-        done = []
-        for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            path = self.instance_dir(dom.name()) / FIREWALL_STATE
-            if not path.exists():
-                continue
-            state = json.loads(path.read_text())
-            plug(state["network"])
-            self.firewall_driver.setup_basic_filtering(state["instance"], [state["network"]])
-            self.firewall_driver.prepare_instance_filter(state["instance"], [state["network"]], state["rules"])
-            done.append(dom.name())
-        return done
+        name = state["instance"]["name"]
+        dom = self._lookup(name)
+        xml = dom.XMLDesc(0) if dom is not None else (self.instance_dir(name) / "libvirt.xml").read_text()
+        self.destroy(name, cleanup=False)
+        plug(state["network"])
+        self.filter_instance(state["instance"], state["network"], state["rules"])
+        self.conn.defineXML(xml).create()
+        self.firewall_driver.apply_instance_filter(state["instance"], [state["network"]])
 
-    def _undefine(self, name: str) -> bool:
+    def list_instances(self) -> list[str]:
+        """The names of the running domains."""
+        return [dom.name() for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+
+    def get_num_instances(self) -> int:
+        """How many domains run (Essex: numOfDomains, the cheap count its power-state sync compares)."""
+        return int(self.conn.numOfDomains())
+
+    def get_power_state(self, name: str) -> int | None:
+        """libvirt's state of the domain (Essex's power_state values), None when there is no domain."""
+        dom = self._lookup(name)
+        return int(dom.info()[0]) if dom is not None else None
+
+    def _lookup(self, name: str) -> libvirt.virDomain | None:
         try:
-            dom = self.conn.lookupByName(name)
+            return self.conn.lookupByName(name)
         except libvirt.libvirtError as e:
             if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return False
+                return None
             raise
+
+    def _undefine(self, name: str) -> bool:
+        dom = self._lookup(name)
+        if dom is None:
+            return False
         if dom.isActive():
             dom.destroy()
         dom.undefine()
@@ -164,19 +193,15 @@ class LibvirtDriver:
         if network_infos is None:
             # Not filtered by this process (e.g. it restarted and the guest was not running):
             # take what the instance directory recorded, to remove its nwfilter all the same.
-            path = self.instance_dir(name) / FIREWALL_STATE
-            network_infos = [json.loads(path.read_text())["network"]] if path.exists() else []
+            state = self.firewall_state(name)
+            network_infos = [state["network"]] if state else []
         self.firewall_driver.unfilter_instance({"id": instance_id, "name": name}, network_infos)
         if cleanup:
             shutil.rmtree(self.instance_dir(name), ignore_errors=True)
 
     def is_running(self, name: str) -> bool:
-        try:
-            return bool(self.conn.lookupByName(name).isActive())
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return False
-            raise
+        dom = self._lookup(name)
+        return dom is not None and bool(dom.isActive())
 
     def get_console_output(self, name: str) -> str:
         path = self.instance_dir(name) / "console.log"

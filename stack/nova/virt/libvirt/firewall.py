@@ -53,20 +53,24 @@ class NWFilterFirewall:
         """Define or update a filter; an update must carry the existing filter's uuid.
 
         libvirt refuses to redefine a filter name without its uuid ("already exists with uuid"),
-        which a restarted nova-compute would hit; Queens read the uuid back the same way.
+        which a restarted nova-compute would hit; Queens read the uuid back the same way. A
+        filter whose XML fixes its uuid (Essex's nova-allow-dhcp-server) replaces a definition
+        with another uuid (made before the uuid was fixed; nothing references that filter).
         """
         conn = self._get_connection()
-        name = ET.fromstring(xml).get("name", "")
+        element = ET.fromstring(xml)
+        name, wanted = element.get("name", ""), element.findtext("uuid")
         try:
-            uuid = conn.nwfilterLookupByName(name).UUIDString()
+            existing = conn.nwfilterLookupByName(name)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
                 raise
         else:
-            element = ET.fromstring(xml)
-            if element.find("uuid") is None:
-                ET.SubElement(element, "uuid").text = uuid
+            if wanted is None:
+                ET.SubElement(element, "uuid").text = existing.UUIDString()
                 xml = ET.tostring(element, encoding="unicode")
+            elif wanted != existing.UUIDString():
+                existing.undefine()
         conn.nwfilterDefineXML(xml)
 
     def _ensure_static_filters(self) -> None:

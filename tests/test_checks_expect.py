@@ -1,4 +1,4 @@
-"""fixtures/expect.py and fixtures/compare.py: the e2e expectations against the document's text."""
+"""flatbed/checks/expect.py and flatbed/checks/compare.py: the e2e expectations against the document's text."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_stack_linux_net import DOCUMENT_DNSMASQ
 
-from fixtures import expect
-from fixtures.compare import assert_lines_in_order, assert_listing, lines_in_order, listing_diff, normalise
+from flatbed.checks import expect
+from flatbed.checks.compare import assert_lines_in_order, assert_listing, lines_in_order, listing_diff, normalise
 from flatbed.topology import DEFAULT_TOPOLOGY, Topology
 from flatbed.topology import load as load_topology
 

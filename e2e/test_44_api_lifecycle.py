@@ -19,13 +19,14 @@ import shlex
 
 import pytest
 
-from fixtures.guests import LEASE_LINE, GuestManager, parse_table
-from fixtures.services import nova_network_applies_last
-from fixtures.timeouts import BUILD_TIMEOUT, DELETE_TIMEOUT
+from fixtures.guests import BootedGuests
+from flatbed.checks import expect
+from flatbed.checks.console import LEASE_LINE, wait_for_lease
+from flatbed.checks.services import nova_network_applies_last, systemctl
+from flatbed.cloud import BootFailed, Cloud, NovaError
 from flatbed.node import Node, Result
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
-from flatbed.waiters import wait_until
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ESSEX_FLAVORS = [("1", "m1.tiny", 512, 0, 1), ("2", "m1.small", 2048, 20, 1), ("3", "m1.medium", 4096, 40, 2),
@@ -47,21 +48,8 @@ def servers(controller: Node) -> dict[str, list[str]]:
     return {row[1]: row for row in rows(nova(controller, "list").stdout)}
 
 
-def instances_path(topology: Topology, host: str) -> str:
-    return topology.nova_flags(topology.node(host)).get("instances_path", "/var/lib/nova/instances")
-
-
-def wait_status(controller: Node, name: str, status: str) -> dict[str, str]:
-    def reached() -> dict[str, str] | None:
-        server = parse_table(nova(controller, "show", name).stdout)
-        return server if server.get("status") == status else None
-    return wait_until(reached, timeout=BUILD_TIMEOUT, what=f"{name}: status {status}",
-                      describe=lambda: f"nova show says {parse_table(nova(controller, 'show', name).stdout)}")
-
-
-def delete_and_wait(controller: Node, name: str) -> None:
-    nova(controller, "delete", name).check()
-    wait_until(lambda: name not in servers(controller), timeout=DELETE_TIMEOUT, what=f"{name} gone from nova list")
+def one_line_error(result: Result, message: str) -> None:
+    assert (result.rc, result.stdout, result.stderr) == (1, "", f"ERROR: {message}\n")
 
 
 def test_image_list(controller: Node) -> None:
@@ -81,61 +69,65 @@ def test_flavor_list(controller: Node, topology: Topology) -> None:
     assert rows(nova(controller, "flavor-list").check().stdout) == expected
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["boot", "--image", "no-such-image", "--flavor", "1", "x"],
-     "No image with a name or ID of 'no-such-image' exists."),
-    (["boot", "--image", "cirros", "--flavor", "42", "x"], "No flavor with a name or ID of '42' exists."),
-    (["boot", "--image", "cirros", "--flavor", "1", "--key-name", "no-such-key", "x"],
-     "Invalid key_name provided: no key pair named 'no-such-key' (see nova keypair-add)."),
-    (["show", "no-such-server"], "No server with a name or ID of 'no-such-server' exists."),
-    (["delete", "no-such-server"], "No server with a name or ID of 'no-such-server' exists."),
-    (["console-log", "no-such-server"], "No server with a name or ID of 'no-such-server' exists."),
+@pytest.mark.parametrize(("options", "message"), [
+    ({"image": "no-such-image"}, "No image with a name or ID of 'no-such-image' exists."),
+    ({"flavor": "42"}, "No flavor with a name or ID of '42' exists."),
+    ({"key_name": "no-such-key"}, "Invalid key_name provided: no key pair named 'no-such-key' (see nova keypair-add)."),
 ])
-def test_errors_are_one_line_and_create_nothing(controller: Node, argv: list[str], message: str) -> None:
-    result = nova(controller, *argv)
-    assert (result.rc, result.stdout, result.stderr) == (1, "", f"ERROR: {message}\n")
+def test_boot_errors_are_one_line_and_create_nothing(testbed: Testbed, controller: Node, options: dict[str, str],
+                                                     message: str) -> None:
+    with pytest.raises(NovaError) as refused:
+        Cloud(testbed).create("x", **options)
+    one_line_error(refused.value.result, message)
     assert "x" not in servers(controller)
 
 
-def test_unknown_compute_in_zone(controller: Node, topology: Topology) -> None:
-    result = nova(controller, "boot", "--image", "cirros", "--flavor", "1", "--availability-zone", "nova:nohost", "x")
+@pytest.mark.parametrize("verb", ["show", "delete", "console-log"])
+def test_unknown_server_is_one_line(controller: Node, verb: str) -> None:
+    one_line_error(nova(controller, verb, "no-such-server"), "No server with a name or ID of 'no-such-server' exists.")
+
+
+def test_unknown_compute_in_zone(testbed: Testbed, topology: Topology) -> None:
     registered = ", ".join(sorted(n.name for n in topology.computes))
+    with pytest.raises(NovaError) as refused:
+        Cloud(testbed).create("x", compute="nohost")
+    result = refused.value.result
     assert (result.rc, result.stderr) == (
         1, f"ERROR: No valid host was found. Compute host 'nohost' is not registered (registered: {registered}).\n")
 
 
-def test_round_robin_show_console_and_delete(guests: GuestManager, controller: Node, testbed: Testbed,
-                                             topology: Topology) -> None:
+def test_round_robin_show_console_and_delete(guests: BootedGuests, controller: Node, topology: Topology) -> None:
+    cloud = guests.cloud
     first, second = guests.boot("rr-a"), guests.boot("rr-b")
     if len(topology.computes) > 1:
-        assert first.compute.name != second.compute.name
-    server = guests.show("rr-a")
+        assert first.compute != second.compute
+    server = cloud.show(first.uuid)
     assert server["status"] == "ACTIVE" and server["id"] == first.uuid
-    assert server["OS-EXT-SRV-ATTR:host"] == first.compute.name
-    assert server["OS-EXT-SRV-ATTR:instance_name"] == f"instance-{first.id:08x}"
+    assert server["OS-EXT-SRV-ATTR:host"] == first.compute
+    assert server["OS-EXT-SRV-ATTR:instance_name"] == expect.Identity(first.id).instance_name
     assert (server["image"], server["flavor"], server["key_name"]) == ("cirros", "m1.tiny", "None")
     assert server[f"{topology.flat.label} network"] == first.ip
     assert servers(controller)["rr-b"][2:] == ["ACTIVE", f"{topology.flat.label}={second.ip}"]
 
-    first.wait_for_lease()
-    assert re.search(LEASE_LINE.format(ip=re.escape(first.ip)), nova(controller, "console-log", "rr-a").stdout)
+    wait_for_lease(first)
+    assert re.search(LEASE_LINE.format(ip=re.escape(first.ip)), nova(controller, "console-log", first.uuid).stdout)
 
     # Each compute fetched the image from the controller's store on first use and keeps it.
     image_hash = json.loads(controller.check(f"cat {IMAGE_STORE}/*/image.json"))["hash"]
     for guest in (first, second):
-        base = f"{instances_path(topology, guest.compute.name)}/_base/{image_hash}"
-        assert guest.compute.exists(f"{base}/image.json"), f"{guest.compute.name} has no {base}"
-    assert not controller.exists(f"{instances_path(topology, topology.controller.name)}/_base")
+        base = f"{cloud.instance_dir(guest.compute, '_base')}/{image_hash}"
+        assert guest.node.exists(f"{base}/image.json"), f"{guest.compute} has no {base}"
+    assert not controller.exists(cloud.instance_dir(topology.controller.name, "_base"))
 
-    hostsfile = f"/var/lib/nova/networks/nova-{topology.flat.bridge}.conf"
+    hostsfile = expect.hostsfile_path(topology)
     assert second.mac in controller.read_file(hostsfile)
-    guests.delete(second)  # nova delete, then waits for the domain to go
-    wait_until(lambda: "rr-b" not in servers(controller), timeout=DELETE_TIMEOUT, what="rr-b gone from nova list")
-    assert not second.compute.exists(f"{second.instances_path}/{second.instance_name}")
+    guests.delete(second)  # nova delete, then waits until nova no longer has it
+    assert "rr-b" not in servers(controller)
+    assert not second.node.exists(second.instance_dir)
     assert second.mac not in controller.read_file(hostsfile)
 
 
-def test_checksum_mismatch_is_error_with_fault(controller: Node, testbed: Testbed, topology: Topology) -> None:
+def test_checksum_mismatch_is_error_with_fault(guests: BootedGuests, controller: Node, testbed: Testbed) -> None:
     """A store image whose ramdisk does not match image.json: the compute refuses it, ERROR with the fault."""
     [source] = controller.check(f"ls -d {IMAGE_STORE}/*/").split()
     broken = f"{IMAGE_STORE}/flatbed-broken"
@@ -143,22 +135,23 @@ def test_checksum_mismatch_is_error_with_fault(controller: Node, testbed: Testbe
             "hash='flatbed-broken'); m['checksums']={k: '0'*64 for k in m['files']}; json.dump(m, open(p, 'w'))")
     controller.check(f"cp -r {shlex.quote(source)} {broken} && python3 -c {shlex.quote(edit)} {broken}")
     try:
-        booted = parse_table(nova(controller, "boot", "--image", "broken-cirros", "--flavor", "1", "broken")
-                             .check().stdout)
-        assert booted["status"] == "BUILD"
-        server = wait_status(controller, "broken", "ERROR")
+        with pytest.raises(BootFailed, match="went to ERROR") as failed:
+            guests.boot("broken", image="broken-cirros")
+        assert failed.value.booted_as["status"] == "BUILD"
+        server = guests.cloud.show(failed.value.uuid)
         assert "cannot fetch image flatbed-broken" in server["fault"]
         assert "does not match the store's" in server["fault"]
         assert servers(controller)["broken"][2:] == ["ERROR", ""]  # the fixed IP went back to the pool
         host = server["OS-EXT-SRV-ATTR:host"]
-        cached = testbed.node(host).run(["ls", f"{instances_path(topology, host)}/_base"]).stdout
+        cached = testbed.node(host).run(["ls", guests.cloud.instance_dir(host, "_base")]).stdout
         assert "flatbed-broken" not in cached  # nothing half-downloaded is kept
-        delete_and_wait(controller, "broken")
+        guests.delete(failed.value.uuid)
     finally:
         controller.run(["rm", "-rf", broken])
 
 
-def test_a_build_survives_a_nova_api_restart(controller: Node, testbed: Testbed, topology: Topology) -> None:
+def test_a_build_survives_a_nova_api_restart(guests: BootedGuests, controller: Node, testbed: Testbed,
+                                            topology: Topology) -> None:
     """A build cut short by a nova-api restart is resumed by the new nova-api and ends ACTIVE.
 
     The target compute's nova-compute is stopped first, so the build is still waiting for it
@@ -167,22 +160,21 @@ def test_a_build_survives_a_nova_api_restart(controller: Node, testbed: Testbed,
     host = topology.computes[-1].name
     compute = testbed.node(host)
     before = controller.check(["systemctl", "show", "-p", "MainPID", "--value", "nova-api"]).strip()
-    compute.check(["systemctl", "stop", "nova-compute"])
+    systemctl(compute, "stop", "nova-compute")
     try:
-        booted = parse_table(nova(controller, "boot", "--image", "cirros", "--flavor", "1", "--availability-zone",
-                                  f"nova:{host}", "restarted").check().stdout)
+        booted = guests.create("restarted", compute=host)
         assert booted["status"] == "BUILD"
-        controller.check(["systemctl", "restart", "nova-api"], timeout=60)
+        systemctl(controller, "restart", "nova-api")
         assert controller.check(["systemctl", "show", "-p", "MainPID", "--value", "nova-api"]).strip() != before
-        assert parse_table(nova(controller, "show", "restarted").stdout)["status"] == "BUILD"
+        assert guests.cloud.show(booted["id"])["status"] == "BUILD"
     finally:
-        compute.check(["systemctl", "start", "nova-compute"])
-    server = wait_status(controller, "restarted", "ACTIVE")
-    assert server["OS-EXT-STS:task_state"] == "None"
+        systemctl(compute, "start", "nova-compute")
+    guest = guests.cloud.wait_built(booted)
+    assert guests.cloud.show(guest.uuid)["OS-EXT-STS:task_state"] == "None"
     journal = controller.check(["journalctl", "-u", "nova-api", "--no-pager", "-o", "cat"])
     assert f"Resuming spawning of {booted['OS-EXT-SRV-ATTR:instance_name']}" in journal
     # State kept across the restart: the module's earlier guest is still listed.
     assert servers(controller)["rr-a"][2] == "ACTIVE"
-    delete_and_wait(controller, "restarted")
+    guests.delete(guest)
     # nova-api applied last, so its iptables jumps now lead: leave the document's order behind.
     nova_network_applies_last(controller)

@@ -1,0 +1,110 @@
+"""Running flatbed the way a user does, for tests of the CLI and of kept testbeds: commands in
+subprocesses (``flatbed ...``, ``pytest ...``) with this checkout's code and the session's state root.
+
+Tests that spawn their own testbeds get a :class:`FlatbedCli` from the ``flatbed_cli`` fixture
+(fixtures/cli.py), which skips them under ``--reuse`` (a reusing run is about the kept testbed,
+and the kept-testbed test itself runs ``pytest e2e/ --reuse``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from flatbed.checks.timeouts import RUN_TIMEOUT
+
+REPO = Path(__file__).resolve().parents[2]  # this checkout: what the subprocesses run
+
+
+@dataclass
+class FlatbedCli:
+    """``flatbed`` and ``pytest`` of this checkout, with the session's provider and state root."""
+
+    provider: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "flatbed.cli", *args]
+
+    def run(self, *args: str, input: str | None = None, timeout: float = RUN_TIMEOUT,
+            check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*args), input=input if input is not None else "", capture_output=True,
+                              text=True, timeout=timeout, env=self.env, cwd=REPO)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"`flatbed {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout[-2000:]}"
+                                 f"\n{proc.stderr[-2000:]}")
+        return proc
+
+    def popen(self, *args: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*args), env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, text=True,
+                                **kwargs)
+
+    def pytest_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--provider", self.provider, *args]
+
+    def pytest(self, *args: str, cwd: Path = REPO, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+        return subprocess.run(self.pytest_argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env,
+                              cwd=cwd, stdin=subprocess.DEVNULL)
+
+    def pytest_background(self, *args: str) -> BackgroundRun:
+        """``pytest ARGS`` started now, its output in a file; ``BackgroundRun.result`` joins it."""
+        log = tempfile.NamedTemporaryFile(prefix="flatbed-pytest-", suffix=".log", delete=False)
+        proc = subprocess.Popen(self.pytest_argv(*args), stdout=log, stderr=subprocess.STDOUT, text=True,
+                                env=self.env, cwd=REPO, stdin=subprocess.DEVNULL)
+        log.close()
+        return BackgroundRun(proc, Path(log.name))
+
+
+@dataclass
+class BackgroundRun:
+    """An inner pytest run going on beside the session (its own testbed), joined by one test."""
+
+    proc: subprocess.Popen
+    log: Path
+
+    def result(self, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
+        """Wait for it (named timeout RUN_TIMEOUT): exit status and output."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"`{' '.join(self.proc.args)}` did not finish within {timeout:g} s "
+                                 f"(RUN_TIMEOUT):\n{self.log.read_text()[-4000:]}") from None
+        return rc, self.log.read_text()
+
+    def stop(self) -> None:
+        """End it as Ctrl-C would (its fixtures tear its testbed down), then remove the log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.unlink(missing_ok=True)
+
+
+def leftovers_of(run_id: str) -> list[str]:
+    """Every resource of ``run_id`` still on the host (flatbed leaks, for one run), and its processes."""
+    from flatbed.leftovers import scan
+
+    found = [item for item in scan() if f"{run_id}-" in item or f"/{run_id}/" in item]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if f"/{run_id}/" in cmdline or f"{run_id}-" in cmdline:
+                found.append(f"process {entry.name}: {cmdline[:120]}")
+    return found
+
