@@ -58,10 +58,10 @@ class Host:
         if newest_complete("guest", self.images()) is None:
             return None
         from flatbed.images.guest import ensure_guest
-        from flatbed.providers.vagrant import kvm_probe
+        from flatbed.providers.vagrant import kvm
 
-        ensure_guest(progress=lambda _m: None)  # resolves its inputs; cached unless they changed
-        answer = kvm_probe()
+        guest = ensure_guest(progress=lambda _m: None)  # resolves its inputs; cached unless they changed
+        answer = kvm.probe_guest(guest)
         return KvmAnswer(answer.usable, answer.reason)
 
     def kvm_nested_parameter(self) -> str | None:

@@ -49,7 +49,7 @@ def _ask_uri(libvirt, uri: str) -> LibvirtAnswer:  # noqa: ANN001 - the libvirt 
 
 
 def _ask_private(libvirt, tmp: Path) -> LibvirtAnswer:  # noqa: ANN001
-    from flatbed.providers.libvirtd import LAUNCHER, PrivateLibvirtd
+    from flatbed.providers.vagrant.libvirtd import LAUNCHER, PrivateLibvirtd
 
     sock_dir = tmp / "run"  # short enough for sun_path under /tmp
     daemon = PrivateLibvirtd(tmp / "libvirt", tmp / "logs", cache_dir() / "libvirt", "", sock_dir)
