@@ -146,8 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
                "cgroups flatbed/fbXXXXXX-* and overlays of containers, a private libvirtd and its directories). "
                "Lists what it removed. Testbeds that are up, and runs recorded in other state roots, are left "
                "alone; nothing untagged is touched.",
-               "  flatbed clean\n  flatbed clean --dry-run", testbed=False)
+               "  flatbed clean\n  flatbed clean --dry-run\n"
+               "  flatbed clean --kept-older-than 12h --artifacts-older-than 7d   # what earlier nights kept",
+               testbed=False)
     cn.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    cn.add_argument("--kept-older-than", metavar="AGE", type=_age,
+                    help="also remove testbeds kept up for longer than AGE (12h, 2d...), unless their process "
+                         "still uses them")
+    cn.add_argument("--artifacts-older-than", metavar="AGE", type=_age,
+                    help="also remove session artifact directories (failing tests' bundles) older than AGE (7d...), "
+                         "unless their session still runs; nothing else ever removes them")
 
     _verb(sub, "list", "list the testbeds on this host",
           "List the testbeds recorded in the state root, with provider, status and topology.", "  flatbed list",
@@ -381,10 +389,20 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _age(text: str) -> float:
+    from flatbed.artifacts import parse_age
+
+    try:
+        return parse_age(text)
+    except FlatbedError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from flatbed.clean import clean
 
-    report = clean(dry_run=args.dry_run, progress=lambda m: print(f"[flatbed] {m}", file=sys.stderr))
+    report = clean(dry_run=args.dry_run, progress=lambda m: print(f"[flatbed] {m}", file=sys.stderr),
+                   kept_older_than=args.kept_older_than, artifacts_older_than=args.artifacts_older_than)
     print("\n".join(report.lines(args.dry_run)))
     return 0
 
