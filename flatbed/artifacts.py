@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flatbed.errors import FlatbedError
+from flatbed.errors import FlatbedError, UsageError
 from flatbed.state import process_alive, process_identity
 
 MANIFEST = "session.json"
@@ -116,7 +116,7 @@ class Session:
         for path in (Path(where), artifacts_root() / where):
             if (path / MANIFEST).is_file():
                 return cls(path)
-        raise FlatbedError(f"no session {where!r} (no {MANIFEST} in {where} or {artifacts_root() / where})")
+        raise UsageError(f"no session {where!r} (no {MANIFEST} in {where} or {artifacts_root() / where})")
 
     def load(self) -> SessionRecord:
         try:

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
 
 def testbed(st: TestbedState) -> dict:
+    owner = st.owner.split(":")[0]
     return {"run_id": st.run_id, "provider": st.provider, "status": st.status, "topology": st.topology_path,
-            "created": st.created, "dir": str(st.dir)}
+            "created": st.created, "dir": str(st.dir), "owner_pid": int(owner) if owner.isdigit() else None}
 
 
 def up(bed: Testbed) -> dict:
