@@ -72,6 +72,7 @@ def test_list_shows_removed_testbeds_that_left_bundles_with_their_failing_tests(
 
 
 def test_leaks_of_one_session(capsys):
+    pytest.importorskip("pyroute2", reason="reads the host's network namespaces (pyroute2)")
     session = artifacts.Session.create(session_id="s1")
     session.add_testbed("fb0000d1", "default")
     session.set_outcome("fb0000d1", "removed")
