@@ -36,14 +36,19 @@ from flatbed.waiters import wait_until
 from flatbed_fixtures.reuse import require_before_any_guest
 
 FAILING_TEST = '''\
-"""Deliberately failing (written by e2e/test_90_kept_testbed.py): boots a guest, then a listing differs."""
+"""Deliberately failing (written by e2e/test_90_kept_testbed.py): boots a guest, pings it, then a
+listing differs."""
+
+import pytest
 
 from flatbed.checks.compare import assert_listing
 from flatbed.checks.console import wait_for_lease
 
 
+@pytest.mark.flat_pcap
 def test_boots_a_guest_then_fails(guest, controller):
     wait_for_lease(guest)
+    controller.check(f"ping -c 2 -W 5 {guest.ip}")
     assert_listing(["deliberate failure: the testbed must be kept (--destroy=passing)"],
                    controller.check("brctl show"), "brctl show on the controller")
 '''
@@ -109,6 +114,10 @@ def test_reports_name_the_bundle_and_show_the_picture_and_the_diff(kept):
     assert "-deliberate failure: the testbed must be kept (--destroy=passing)" in diff
     assert re.search(r"^\+bridge name\s+bridge id", diff, re.M), diff     # brctl's header, as it came
     assert "<svg" in (bundle / "testbed.svg").read_text()
+    # the flat network's traffic during the test: the controller's pings to the guest
+    pcap = subprocess.run(["tcpdump", "-n", "-r", str(bundle / "flat.pcap"), "icmp"], capture_output=True,
+                          text=True, check=True).stdout
+    assert re.search(r"IP (\S+) > (\S+): ICMP echo request", pcap) and "ICMP echo reply" in pcap, pcap
     # the session records it; the end of the run lists it with its path
     record = json.loads((kept.artifacts / "session.json").read_text())
     assert [b["path"] for b in record["bundles"]] == [str(bundle)]

@@ -2,7 +2,7 @@
 # One night of flatbed on a KVM host, as the configurations beside this script run it (GitHub
 # Actions, GitLab CI, a systemd timer). As root, from a checkout of the project:
 #
-#   examples/nightly/nightly.sh [PYTEST ARGS]
+#   examples/nightly/nightly.sh [PATH...] [PYTEST ARGS]     (default: the whole of e2e/)
 #
 # 1. set-up (host packages, virtualenv, images; skipped when done) and `flatbed check`: stop early,
 #    with the fix, on a host that cannot run the provider;
@@ -42,7 +42,7 @@ parallel=()
 [ "$workers" -gt 1 ] && parallel=(-n "$workers")
 say "session $session: the suite on $provider, $workers testbed(s) at once"
 rc=0
-./run e2e --provider "$provider" "${parallel[@]}" --destroy=passing --artifacts "$artifacts" "$@" || rc=$?
+./run e2e "$@" --provider "$provider" "${parallel[@]}" --destroy=passing --artifacts "$artifacts" || rc=$?
 
 say "leaks of this night's testbeds"
 "$flatbed" leaks --session "$artifacts" || { [ "$rc" -ne 0 ] || rc=1; }
