@@ -122,7 +122,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 def assert_nothing_left(run: Bringup, recorded: dict) -> None:
     rid = run.run_id
-    vagrant = recorded["resources"]["vagrant"]
+    vagrant = recorded["record"]  # the provider's record in the state file (schema 2)
     assert not (run.state_root / rid / "state.json").exists()
     assert hostnet.list_namespaces(f"{rid}-") == []
     for key in ("libvirtd_pid", "vagrant_pid"):
@@ -140,7 +140,7 @@ def assert_nothing_left(run: Bringup, recorded: dict) -> None:
 def test_sigterm_during_vagrant_up_removes_everything(bringup: Bringup):
     bringup.wait_for(STARTED)
     recorded = bringup.state()
-    assert recorded["resources"]["vagrant"]["domains"], "domains are recorded before vagrant creates them"
+    assert recorded["record"]["domains"], "domains are recorded before vagrant creates them"
     bringup.proc.send_signal(signal.SIGTERM)
     assert bringup.proc.wait(timeout=120) == 130
     output = bringup.rest()

@@ -68,10 +68,10 @@ def test_outside_host_is_the_gateway_and_reaches_every_node(testbed, topology):
 def test_libvirt_networks_have_no_dhcp_dns_or_forwarding(testbed):
     import libvirt
 
-    rec = testbed.state.resources["vagrant"]
-    conn = libvirt.open(rec["uri"])
+    rec = testbed.state.record
+    conn = libvirt.open(rec.uri)
     try:
-        for key, name in rec["networks"].items():
+        for key, name in rec.networks.items():
             xml = ET.fromstring(conn.networkLookupByName(name).XMLDesc())
             assert xml.find("forward") is None, name
             assert xml.find("ip/dhcp") is None, name

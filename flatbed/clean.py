@@ -2,34 +2,30 @@
 
 Left behind means: a testbed whose state file says it is being created but whose creating
 process is gone (a killed ``up`` or pytest), one that failed, one whose nodes stopped running,
-and resources tagged with a run id (``fb`` + 6 hex digits: namespaces ``fbXXXXXX-*``, cgroups
-``flatbed/fbXXXXXX-*`` and the processes in them, mounts and overlay directories under the
-state root) that no state file accounts for. Kept testbeds that are up stay up (``flatbed
-down`` removes those), and so do testbeds recorded in another state root beside ours (other
-``FLATBED_STATE`` directories of the same host): their owner cleans them.
+one whose state file this flatbed cannot read, and resources tagged with a run id (``fb`` + 6
+hex digits) that no state file accounts for: flatbed's own (namespaces ``fbXXXXXX-*``, mounts
+under the state root) and each provider's (:meth:`~flatbed.providers.base.Provider.scan`, e.g.
+cgroups and overlays of containers, a private libvirtd's runtime directory). Kept testbeds that
+are up stay up (``flatbed down`` removes those), and so do testbeds recorded in another state
+root beside ours (other ``FLATBED_STATE`` directories of the same host): their owner cleans them.
 
-The decisions are pure functions (:func:`judge_testbed`, :func:`judge_orphan`), unit-tested;
-removal reuses the provider's ``destroy`` where a state file exists.
+The decisions are pure functions (:func:`judge_testbed`, :func:`judge_unreadable`,
+:func:`judge_orphan`), unit-tested; removal reuses the provider's ``destroy`` where a state file
+exists and every provider's ``sweep`` where none does (Molecule's driver ``reset``).
 """
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flatbed import hostnet, providers, state
+from flatbed import hostnet, leftovers, providers, state
 from flatbed.errors import FlatbedError
-from flatbed.leftovers import RUN_TAG
 from flatbed.mounts import mounts_under
-from flatbed.providers.nspawn import CGROUP_PARENT, CGROUP_ROOTS, _kill_cgroup
 from flatbed.topology import DEFAULT_TOPOLOGY
 from flatbed.topology import load as load_topology
-
-OVERLAY_IN_CMDLINE = re.compile(r"--overlay=[^:]*:(/\S+)/(fb[0-9a-f]{6})/nodes/")
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,13 @@ def judge_testbed(st: state.TestbedState, nodes_running: bool, owner_alive: bool
     return Decision(st.run_id, "remove", f"status {st.status}")
 
 
+def judge_unreadable(problem: state.StateUnreadable) -> Decision:
+    """What to do with a testbed whose state file this flatbed cannot read."""
+    if problem.newer:
+        return Decision(problem.run_id, "skip", "its state file is from a newer flatbed, which removes it")
+    return Decision(problem.run_id, "remove", f"unreadable state file ({problem})")
+
+
 def judge_orphan(run_id: str, recorded_elsewhere: Path | None) -> Decision:
     """What to do with tagged resources that no state file in our root accounts for."""
     if recorded_elsewhere is not None:
@@ -80,74 +83,30 @@ def judge_orphan(run_id: str, recorded_elsewhere: Path | None) -> Decision:
 # --- finding ----------------------------------------------------------------------------------
 
 def tagged_resources() -> dict[str, list[str]]:
-    """Run id -> its host resources (namespaces, cgroups, mounts under the state root)."""
-    found: dict[str, list[str]] = {}
-
-    def add(name: str, what: str) -> None:
-        found.setdefault(name.split("-")[0], []).append(what)
-
-    for ns in hostnet.list_namespaces(state.RUN_PREFIX):
-        if RUN_TAG.match(ns):
-            add(ns, f"namespace {ns}")
-    for root in CGROUP_ROOTS:
-        parent = root / CGROUP_PARENT
-        if parent.is_dir():
-            for cg in sorted(p for p in parent.iterdir() if p.is_dir() and RUN_TAG.match(p.name)):
-                add(cg.name, f"cgroup {cg}")
-    for mountpoint in mounts_under(state.state_root()):
-        run = mountpoint.relative_to(state.state_root()).parts[0]
-        if re.fullmatch(rf"{state.RUN_PREFIX}[0-9a-f]{{6}}", run):
-            add(run + "-", f"mount {mountpoint}")
-    root = state.state_root()
-    if root.is_dir():
-        for entry in root.iterdir():
-            if (entry / "nodes").is_dir() and any((entry / "nodes").iterdir()) and not (entry / "state.json").exists():
-                add(entry.name + "-", f"overlay {entry / 'nodes'}")
-    return found
+    """Run id -> its host resources (flatbed's own and every provider's)."""
+    return leftovers.tagged()
 
 
 def recorded_elsewhere(run_id: str) -> Path | None:
-    """The state file of ``run_id`` in another state root beside ours, found by location or by
-    the overlay path on its processes' command lines; None when there is none."""
+    """The state root of ``run_id`` beside ours, found by location or by what its live processes
+    name (each provider knows where its own name one); None when there is none."""
     own = state.state_root()
     for candidate in sorted(own.parent.glob(f"*/{run_id}/state.json")):
         if candidate.parent.parent != own:
             return candidate.parent.parent
-    for pid in _run_pids(run_id):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        for root, run in OVERLAY_IN_CMDLINE.findall(cmdline):
-            if run == run_id and Path(root) != own and (Path(root) / run / "state.json").exists():
-                return Path(root)
+    for cls in providers.classes():
+        root = cls.recorded_in(run_id)
+        if root is not None and root != own and (root / run_id / "state.json").exists():
+            return root
     return None
 
 
-def _run_pids(run_id: str) -> list[int]:
-    pids: set[int] = set()
-    for ns in hostnet.list_namespaces(f"{run_id}-"):
-        pids.update(hostnet.pids_in(ns))
-    for root in CGROUP_ROOTS:
-        for members in (root / CGROUP_PARENT).glob(f"{run_id}-*/**/cgroup.procs"):
-            try:
-                pids.update(int(p) for p in members.read_text().split())
-            except OSError:
-                continue
-    return sorted(pids)
-
-
 def _nodes_running(st: state.TestbedState, progress: Callable[[str], None]) -> bool:
-    """Every node the state file records is running (the provider hands out a handle)."""
-    if not st.nodes:
+    """Every node the state file records is running, as its provider tells."""
+    if not st.record.nodes:
         return False
-    try:
-        provider = _provider(st, progress)
-        for name in st.nodes:
-            provider.node(name)
-    except FlatbedError:
-        return False
-    return True
+    provider = _provider(st, progress)
+    return all(provider.running(name) for name in st.record.nodes)
 
 
 def _provider(st: state.TestbedState, progress: Callable[[str], None]) -> providers.Provider:
@@ -161,31 +120,25 @@ def _provider(st: state.TestbedState, progress: Callable[[str], None]) -> provid
 # --- removing ---------------------------------------------------------------------------------
 
 def remove_tagged(run_id: str) -> list[str]:
-    """Remove a run's host resources directly: processes, cgroups, mounts, namespaces, overlays."""
+    """Remove a run's host resources without a state file: mounts under its directory, then what
+    each provider tagged (processes, cgroups, daemons, directories), then its namespaces."""
     removed: list[str] = []
-    for root in CGROUP_ROOTS:
-        parent = root / CGROUP_PARENT
-        for cg in sorted(parent.glob(f"{run_id}-*")) if parent.is_dir() else []:
-            _kill_cgroup(cg)
-            removed.append(f"cgroup {cg} (and its processes)")
     for mountpoint in mounts_under(state.state_root() / run_id):
         subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
         removed.append(f"mount {mountpoint}")
+    for cls in providers.classes():
+        removed += cls.sweep(run_id)
     for ns in hostnet.list_namespaces(f"{run_id}-"):
         killed = hostnet.remove_namespace(ns)
         removed.append(f"namespace {ns}" + (f" ({killed} processes killed)" if killed else ""))
-    nodes = state.state_root() / run_id / "nodes"
-    if nodes.is_dir() and not (nodes.parent / "state.json").exists():
-        if any(nodes.iterdir()):
-            removed.append(f"overlay {nodes}")
-        shutil.rmtree(nodes)
     return removed
 
 
 def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: None) -> Report:
     """Remove every leftover; returns what was removed (or would be, with ``dry_run``) and what was kept."""
     report = Report()
-    for st in state.list_testbeds():
+    beds, unreadable = state.scan_testbeds()
+    for st in beds:
         decision = judge_testbed(st, _nodes_running(st, progress), state.process_alive(st.owner))
         if decision.action != "remove":
             report.kept.append(decision)
@@ -201,9 +154,20 @@ def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: 
             raise FlatbedError(f"testbed {st.run_id}: still present after clean: {', '.join(left)}")
         st.forget()
         report.removed.append((decision, removed + [f"state file {st.dir / 'state.json'}"]))
-    live = {st.run_id for st in state.list_testbeds()}
+    for problem in unreadable:
+        decision = judge_unreadable(problem)
+        path = state.state_root() / problem.run_id / "state.json"
+        if decision.action != "remove":
+            report.kept.append(decision)
+        elif dry_run:
+            report.removed.append((decision, leftovers.tagged().get(problem.run_id, []) + [f"state file {path}"]))
+        else:
+            removed = remove_tagged(problem.run_id)
+            path.unlink(missing_ok=True)
+            report.removed.append((decision, removed + [f"state file {path}"]))
+    recorded = {st.run_id for st in beds} | {problem.run_id for problem in unreadable}
     for run_id, resources in sorted(tagged_resources().items()):
-        if run_id in live:
+        if run_id in recorded:
             continue
         decision = judge_orphan(run_id, recorded_elsewhere(run_id))
         if decision.action != "remove":
@@ -211,10 +175,5 @@ def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: 
         else:
             report.removed.append((decision, resources if dry_run else remove_tagged(run_id)))
     if not dry_run:
-        for root in CGROUP_ROOTS:
-            try:
-                (root / CGROUP_PARENT).rmdir()  # only when no testbed is left in it
-            except OSError:
-                pass
         state.prune_artifacts()
     return report

@@ -140,11 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
           "  flatbed down\n  flatbed down --testbed fb1a2b3c")
 
     cn = _verb(sub, "clean", "remove every leftover of flatbed runs (killed bring-ups, dead testbeds)",
-               "Remove testbeds whose bring-up was killed or failed or whose nodes stopped, and every resource "
-               "tagged with a flatbed run id (namespaces fbXXXXXX-*, cgroups flatbed/fbXXXXXX-*, their "
-               "processes, mounts, overlays) that no state file accounts for. Lists what it removed. Testbeds "
-               "that are up, and runs recorded in other state roots, are left alone; nothing untagged is "
-               "touched.",
+               "Remove testbeds whose bring-up was killed or failed, whose nodes stopped or whose state file "
+               "this flatbed cannot read, and every resource tagged with a flatbed run id that no state file "
+               "accounts for (namespaces fbXXXXXX-*, mounts under the state root, and what each provider tags: "
+               "cgroups flatbed/fbXXXXXX-* and overlays of containers, a private libvirtd and its directories). "
+               "Lists what it removed. Testbeds that are up, and runs recorded in other state roots, are left "
+               "alone; nothing untagged is touched.",
                "  flatbed clean\n  flatbed clean --dry-run", testbed=False)
     cn.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed, remove nothing")
 
@@ -156,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
           "disk image (what the suite tests --cirros-image with), then list the image cache.",
           "  flatbed images", testbed=False)
     _verb(sub, "leaks", "list resources of flatbed runs left on this host (exit 1 if any)",
-          "List namespaces, cgroups, mounts and state files tagged with a flatbed run id, on the whole host. "
+          "List resources tagged with a flatbed run id on the whole host (namespaces, mounts, state files, "
+          "and each provider's: cgroups, overlays, runtime directories...). "
           "Exits 1 when there are any, so CI can assert a clean host.", "  flatbed leaks", testbed=False)
     return parser
 
@@ -333,11 +335,13 @@ def cmd_leaks(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    beds = state.list_testbeds()
-    if not beds:
+    beds, unreadable = state.scan_testbeds()
+    if not beds and not unreadable:
         print("no testbeds")
     for st in beds:
         print(f"{st.run_id}  {st.provider:8} {st.status:9} {st.topology_path}")
+    for problem in unreadable:
+        print(f"{problem.run_id}  {'?':8} {'unreadable':9} {problem}")
     return 0
 
 

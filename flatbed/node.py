@@ -83,10 +83,10 @@ class Node(ABC):
     def host_argv(self, argv: list[str], *, tty: bool = False) -> list[str]:
         """The host command line that runs ``argv`` on the node with the caller's stdio attached.
 
-        For what a captured ``run`` cannot do: interactive shells (``flatbed ssh NODE``), following
-        a file (``flatbed console``), byte relays (SSH to guests through the controller). ``tty``
-        asks for a terminal session; the caller provides the pty (containers) or the provider maps
-        it to its own (``ssh -t`` on VMs). Providers without such access say so.
+        For what a captured ``run`` cannot do: interactive shells (``flatbed ssh NODE``) and
+        following a file (``flatbed console``); the command ends when the caller's process does.
+        ``tty`` asks for a terminal session; the caller provides the pty (containers) or the
+        provider maps it to its own (``ssh -t`` on VMs). Providers without such access say so.
         """
         raise FlatbedError(f"{self.name}: provider {type(self).__name__} gives no interactive access")
 
@@ -101,7 +101,8 @@ class Node(ABC):
         Raises NodeGoneError when the node is not running, OSError when the connection cannot
         be made (worth retrying): on containers the socket's own (ConnectionRefusedError,
         TimeoutError, EHOSTUNREACH...), on VMs a ConnectionError (sshd's reason does not reach
-        paramiko) or TimeoutError.
+        paramiko) or TimeoutError. FlatbedError (not OSError) when retrying cannot help: a VM
+        whose sshd forbids TCP forwarding, a lost SSH connection to a VM that still runs.
         """
         raise FlatbedError(f"{self.name}: provider {type(self).__name__} gives no TCP access")
 

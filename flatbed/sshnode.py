@@ -7,11 +7,15 @@ was created in, so the rest of this process stays in the host's namespace.
 
 Host keys are trusted on first use and pinned in the testbed's ``ssh/known_hosts``: a VM that
 comes back with another key is refused. One connection per node and process is reused, and
-re-opened once when it died (testinfra's paramiko backend does the same).
+re-opened once when it died (testinfra's paramiko backend does the same). ``open_tcp`` is a
+``direct-tcpip`` channel of that connection; ``host_argv`` (terminals, ``flatbed ssh NODE``,
+``flatbed console``) is OpenSSH's ``ssh`` with the same key and the pinned host key.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import shlex
 import threading
 import time
@@ -26,6 +30,10 @@ from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.node import Node, SocketLike, node_env
 
 CONNECT_TIMEOUT = 15.0
+# paramiko logs a refused channel open at ERROR; with no handler configured Python would print
+# it on stderr beside our own one-line error (the CLI configures no logging; pytest still
+# captures it, records propagate).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -40,22 +48,21 @@ class SSHTarget:
     netns: str | None = None
 
 
-def parse_ssh_config(text: str) -> dict[str, dict[str, str]]:
-    """``vagrant ssh-config`` output (several ``Host`` blocks) -> host -> {Key: value} (pure)."""
-    hosts: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        value = value.strip().strip('"')
-        if key == "Host":
-            current = hosts.setdefault(value, {})
-        elif current is not None:
-            current[key] = value
-    return hosts
-
+# Runs the command (argv after "sh") and ends it once sshd's session process, the parent, is gone:
+# sshd leaves a command without a pty running when its client disconnects (`tail -F` would stay).
+# Its stdin is passed on (a background job's would be /dev/null); its exit status is the command's.
+HANGUP_GUARD = """\
+session=$PPID
+exec 3<&0
+"$@" <&3 3<&- &
+child=$!
+exec 3<&-
+while kill -0 "$child" 2>/dev/null; do
+  [ "$(cut -d' ' -f4 /proc/$$/stat)" = "$session" ] || { kill "$child"; break; }  # reparented: sshd left
+  sleep 1
+done
+wait "$child"
+"""
 
 _CLIENTS: dict[SSHTarget, paramiko.SSHClient] = {}
 _LOCK = threading.Lock()
@@ -112,6 +119,33 @@ class SSHNode(Node):
                                        f"{self.target.port}: {e}") from None
                 _CLIENTS[self.target] = client
             return client
+
+    def host_argv(self, argv: list[str], *, tty: bool = False) -> list[str]:
+        """OpenSSH's ``ssh`` with the run's key and the pinned host key, from the node's network.
+
+        ``tty``: ``ssh -t`` (the node's own pty; hanging up ends the session). Without one, the
+        command is wrapped by :data:`HANGUP_GUARD` so that it ends when the connection does
+        (sshd leaves a pty-less command running when its client goes away).
+        """
+        if not self.is_running():
+            raise NodeGoneError(f"{self.name}: the VM is not running")
+        t = self.target
+        enter = []
+        if t.netns:
+            if not hostnet.exists(t.netns):
+                raise NodeGoneError(f"{self.name}: network namespace {t.netns} is gone")
+            enter = ["nsenter", f"--net={hostnet.NETNS_DIR / t.netns}", "--"]
+        remote = node_env(os.environ.get("TERM", "xterm")) + argv if tty else \
+            node_env() + ["sh", "-c", HANGUP_GUARD, "sh", *argv]
+        return enter + [
+            "ssh", "-t" if tty else "-T", "-p", str(t.port), "-l", t.user, "-i", t.identity,
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT:g}",
+            # Only the host key paramiko pinned at bring-up: a VM that comes back with another is refused.
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={t.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-F", "/dev/null",  # nothing from the user's ~/.ssh/config
+            t.host, "--", shlex.join(remote),
+        ]
 
     def _transport(self) -> paramiko.Transport:
         """The node's live SSH transport (connected, or reconnected once when it had died)."""

@@ -63,6 +63,7 @@ class Snapshot:
     guests: tuple[GuestRow, ...]
     checks: tuple[health.Check, ...] = field(default=())
     guests_error: str = ""     # why the guest list could not be read (controller down...)
+    provider_facts: tuple[str, ...] = ()  # where and how the nodes run, as the provider says
 
 
 # --- gathering --------------------------------------------------------------------------------
@@ -123,7 +124,8 @@ def gather(testbed: Testbed, *, network: bool = False) -> Snapshot:
         flat=f"{topo.flat.interface} {topo.flat.cidr} bridge {topo.flat.bridge}",
         nodes=tuple(NodeRow(n.name, n.role, str(n.address), by_name[n.name], node_nics.get(n.name, ()))
                     for n in topo.nodes),
-        guests=tuple(rows), checks=tuple(health.judge(topo, facts)), guests_error=guests_error)
+        guests=tuple(rows), checks=tuple(health.judge(topo, facts)), guests_error=guests_error,
+        provider_facts=tuple(testbed.provider.facts()))
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -159,6 +161,7 @@ def render(snap: Snapshot) -> str:
     """The status table: a header line, nodes, guests, and the health verdict."""
     bridge = snap.flat.split()[-1]
     out = [f"testbed {snap.run_id}  {snap.topology}  provider {snap.provider}  status {snap.status}",
+           *[f"{snap.provider}: {fact}" for fact in snap.provider_facts],
            f"networks: management {snap.management}; flat {snap.flat}", ""]
     out += _table(["NODE", "ROLE", "ADDRESS", "STATE", "SERVICES"],
                   [[n.name, n.role, n.address, node_state(n.facts), node_services(n.facts, bridge)]

@@ -51,25 +51,28 @@ class Testbed:
            cirros_image: Path | None = None, keep_on_failure: bool = False,
            progress: Callable[[str], None] = default_progress,
            provider_options: dict | None = None) -> Testbed:
-        """Build (or reuse) the images, boot the nodes and provision them.
+        """Build (or reuse) the images, choose the provider, boot the nodes and provision them.
 
         On failure or interruption everything created so far is removed (logs stay in the
         testbed directory), unless ``keep_on_failure``; the state file records what exists at
         every step, so a killed run can be cleaned up too. ``provider_options`` (e.g. the vagrant
         provider's ``libvirt_uri``) are kept in the state file for later processes.
         """
-        provider_cls = providers.get(provider_name, progress)
-        why = provider_cls.unusable()
-        if why:
-            raise FlatbedError(f"provider {provider_cls.name} cannot run here: {why}")
+        named = None if provider_name == "auto" else providers.get(provider_name)
+        why = named.unusable() if named else None
+        if named and why:
+            raise FlatbedError(f"provider {named.name} cannot run here: {why}")
+        # Images before `auto` chooses (each is built once and cached): choosing never builds one.
         base = ensure_base(mirror=mirror, progress=_tagged(progress, "images"))
         guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image)
+        provider_cls = named or providers.auto(guest, progress)
         st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
                                 topology_path=str(topo.path), topology_digest=topo.digest,
-                                images={"base": base.hash, "guest": guest.hash})
-        if provider_options:
-            st.resources["options"] = {k: v for k, v in provider_options.items() if v is not None}
+                                images={"base": base.hash, "guest": guest.hash},
+                                options={k: v for k, v in (provider_options or {}).items() if v is not None},
+                                record=provider_cls.Record())
         bed = cls(topo, st, provider_cls(topo, st, progress), progress)
+        bed.provider.build_images(base, guest)  # the provider's own (the VM box), before anything exists
         progress(f"testbed {st.run_id}: {topo.name} on {provider_cls.name} (state in {st.dir})")
         try:
             bed.create(base, guest)

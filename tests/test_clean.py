@@ -71,3 +71,11 @@ def test_report_lines():
                               "kept fb0000bb: up", "skipped fb0000cc: elsewhere"]
     assert report.lines(dry_run=True)[0].startswith("would remove fb0000aa")
     assert Report().lines() == ["nothing to clean"]
+
+
+def test_judge_unreadable():
+    newer = state.StateUnreadable("fb0000aa", "from a newer flatbed", newer=True)
+    assert clean.judge_unreadable(newer).action == "skip"   # its own flatbed may still be using it
+    corrupt = state.StateUnreadable("fb0000bb", "corrupt state file")
+    expected = Decision("fb0000bb", "remove", "unreadable state file (corrupt state file)")
+    assert clean.judge_unreadable(corrupt) == expected

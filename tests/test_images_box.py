@@ -16,7 +16,7 @@ from flatbed.images.box import (
     parse_simulated_installs,
 )
 from flatbed.images.hashing import hash_tree
-from flatbed.providers import kvmprobe
+from flatbed.providers.vagrant import kvm as kvmprobe
 
 MODULES_DEP = """\
 kernel/drivers/virtio/virtio.ko:

@@ -16,8 +16,12 @@ import pytest
 
 from flatbed import providers
 from flatbed.errors import FlatbedError
-from flatbed.providers.vagrant import RunNames, kernel_cmdline, network_xml, vagrant_config, vagrant_phase
-from flatbed.sshnode import parse_ssh_config
+from flatbed.providers.vagrant.config import kernel_cmdline, vagrant_config
+from flatbed.providers.vagrant.libvirt_objects import network_xml
+from flatbed.providers.vagrant.naming import RunNames
+from flatbed.providers.vagrant.record import SSHRecord
+from flatbed.providers.vagrant.sshconfig import parse_ssh_config
+from flatbed.providers.vagrant.up import vagrant_phase
 from flatbed.topology import DEFAULT_TOPOLOGY, load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,38 +156,43 @@ Host compute-1
 
 
 def test_parse_ssh_config_reads_every_host_block():
-    hosts = parse_ssh_config(SSH_CONFIG)
-    assert list(hosts) == ["controller-1", "compute-1"]
-    assert hosts["controller-1"]["HostName"] == "192.168.56.200"
-    assert hosts["controller-1"]["IdentityFile"].endswith("/ssh/id_ed25519")
-    assert hosts["compute-1"]["IdentityFile"] == "/path with space/id_ed25519"
+    hosts = parse_ssh_config(SSH_CONFIG, ["controller-1", "compute-1"], "/default/id")
+    assert hosts["controller-1"] == SSHRecord(host="192.168.56.200", port=22, user="root",
+                                              identity="/var/lib/flatbed/testbeds/fb000001/ssh/id_ed25519")
+    assert hosts["compute-1"].identity == "/path with space/id_ed25519"
+
+
+def test_parse_ssh_config_without_a_node_is_one_line():
+    with pytest.raises(FlatbedError, match="^vagrant ssh-config has no entry for compute-2$"):
+        parse_ssh_config(SSH_CONFIG, ["controller-1", "compute-2"], "/default/id")
 
 
 class _Fake:
     def __init__(self, why):
         self.why = why
 
-    def auto_unsuitable(self):
+    def auto_unsuitable(self, guest):
+        assert guest == "built guest"  # judged with the images already built, never building one
         return self.why
 
 
 def test_auto_prefers_vms_and_says_why_it_did_not():
     vagrant, nspawn = _Fake("KVM is not usable here"), _Fake(None)
     said: list[str] = []
-    assert providers.pick_auto([("vagrant", vagrant), ("nspawn", nspawn)], said.append) is nspawn
+    assert providers.pick_auto([("vagrant", vagrant), ("nspawn", nspawn)], "built guest", said.append) is nspawn
     assert said == ["provider auto: nspawn (passed over: vagrant: KVM is not usable here)"]
 
 
 def test_auto_picks_vagrant_when_it_is_suitable():
     vagrant, nspawn = _Fake(None), _Fake(None)
     said: list[str] = []
-    assert providers.pick_auto([("vagrant", vagrant), ("nspawn", nspawn)], said.append) is vagrant
+    assert providers.pick_auto([("vagrant", vagrant), ("nspawn", nspawn)], "built guest", said.append) is vagrant
     assert said == ["provider auto: vagrant"]
 
 
 def test_auto_with_nothing_usable_is_one_line():
     with pytest.raises(FlatbedError, match=r"^no usable provider \(vagrant: not installed; nspawn: needs root\)$"):
-        providers.pick_auto([("vagrant", _Fake("not installed")), ("nspawn", _Fake("needs root"))])
+        providers.pick_auto([("vagrant", _Fake("not installed")), ("nspawn", _Fake("needs root"))], "built guest")
 
 
 def test_vms_come_first_in_the_preference():

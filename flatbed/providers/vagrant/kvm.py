@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from flatbed.images.cache import cache_dir
+from flatbed.images.guest import GuestImage
 
 # The kernel prints this when it starts /init from the initramfs: userspace is reached.
 USERSPACE_MARKER = b"Run /init as init process"
@@ -106,3 +107,10 @@ def _boot(kernel: Path, initrd: Path, timeout: float, accel: str = "kvm") -> Kvm
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def probe_guest(guest: GuestImage) -> KvmProbe:
+    """The probe with the guest image's kernel (already built: probing never builds an image)."""
+    if guest.kernel is None or guest.initrd is None:
+        return KvmProbe(False, "no kernel to probe with (the guest is a disk image)", 0.0)
+    return probe(guest.kernel, guest.initrd)

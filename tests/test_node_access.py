@@ -1,17 +1,23 @@
-"""``Node.open_tcp``: a TCP stream from a node's own network, usable as paramiko's ``sock=``.
+"""Access to nodes without a testbed: ``Node.open_tcp`` and ``Node.host_argv``.
 
-Without testbed nodes: the host and namespace variant (:class:`~flatbed.localnode.LocalNode`)
-against listeners on this host and in a namespace made here (root only), and the VM variant
-(:class:`~flatbed.sshnode.SSHNode`, a ``direct-tcpip`` channel) against an in-process paramiko
-server standing in for a VM's sshd.
+``open_tcp`` (a TCP stream from a node's own network, usable as paramiko's ``sock=``): the host
+and namespace variant (:class:`~flatbed.localnode.LocalNode`) against listeners on this host and
+in a namespace made here (root only), and the VM variant (:class:`~flatbed.sshnode.SSHNode`, a
+``direct-tcpip`` channel) against an in-process paramiko server standing in for a VM's sshd.
+``host_argv`` on VMs: OpenSSH's command line, and the guard that ends a pty-less remote command
+when its connection goes (run here, with a shell standing in for sshd's session process).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -19,7 +25,7 @@ import pytest
 from flatbed import hostnet
 from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.localnode import LocalNode
-from flatbed.sshnode import SSHNode, SSHTarget
+from flatbed.sshnode import HANGUP_GUARD, SSHNode, SSHTarget
 
 GUEST_USER, GUEST_PASSWORD = "cirros", "cubswin:)"
 
@@ -139,6 +145,7 @@ class FakeSshd(paramiko.ServerInterface):
         self.release = release
         self.requests: list[tuple[str, int]] = []
         self.forwarded: set[int] = set()  # channel ids of accepted direct-tcpip opens
+        self.executed: list[tuple[paramiko.Channel, bytes]] = []
 
     def get_allowed_auths(self, username: str) -> str:
         return "password"
@@ -151,13 +158,14 @@ class FakeSshd(paramiko.ServerInterface):
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_UNKNOWN_CHANNEL_TYPE
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        def run() -> None:  # after the request is acknowledged
-            channel.sendall(b"ran " + command)
-            channel.send_exit_status(0)
-            channel.close()
-
-        threading.Thread(target=run, daemon=True).start()
+        self.executed.append((channel, command))  # answered by answer(), once the client has its reply
         return True
+
+    def answer(self) -> None:
+        channel, command = self.executed.pop(0)
+        channel.sendall(b"ran " + command)
+        channel.send_exit_status(0)
+        channel.close()
 
     def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple, destination: tuple) -> int:
         self.requests.append(destination)
@@ -250,6 +258,74 @@ def test_paramiko_logs_in_over_the_stream():
                        look_for_keys=False, allow_agent=False, timeout=10)
         try:
             _, out, _ = client.exec_command("ip a")
+            sshd.answer()
             assert out.read() == b"ran ip a"
         finally:
             client.close()
+
+
+# --- host_argv on VMs -------------------------------------------------------------------------
+
+def vm_node(tmp_path, netns: str | None = None, running: bool = True) -> SSHNode:
+    target = SSHTarget(host="192.168.56.202", port=22, user="root", identity=str(tmp_path / "id_ed25519"),
+                       known_hosts=str(tmp_path / "known_hosts"), netns=netns)
+    return SSHNode("compute-1", "compute", target, is_running=lambda: running)
+
+
+def test_ssh_to_a_vm_uses_the_runs_key_and_only_the_pinned_host_key(tmp_path):
+    argv = vm_node(tmp_path).host_argv(["/bin/bash", "-l"], tty=True)
+    assert argv[:2] == ["ssh", "-t"] and argv[-3:-1] == ["192.168.56.202", "--"]
+    options = dict(argv[i + 1].split("=", 1) for i, word in enumerate(argv) if word == "-o")
+    assert options["StrictHostKeyChecking"] == "yes" and options["BatchMode"] == "yes"
+    assert options["UserKnownHostsFile"] == str(tmp_path / "known_hosts")
+    assert options["GlobalKnownHostsFile"] == "/dev/null" and options["IdentitiesOnly"] == "yes"
+    assert argv[argv.index("-i") + 1] == str(tmp_path / "id_ed25519") and argv[argv.index("-l") + 1] == "root"
+    assert argv[argv.index("-F") + 1] == "/dev/null"
+    assert argv[-1].startswith("env -i PATH=") and argv[-1].endswith(" /bin/bash -l")
+
+
+def test_ssh_without_a_terminal_runs_the_command_under_the_hangup_guard(tmp_path):
+    argv = vm_node(tmp_path).host_argv(["tail", "-F", "/x/console.log"])
+    assert argv[:2] == ["ssh", "-T"]
+    assert argv[-1].endswith(" sh tail -F /x/console.log") and "session=$PPID" in argv[-1]
+
+
+def test_ssh_runs_from_the_testbeds_namespace(tmp_path, monkeypatch):
+    monkeypatch.setattr(hostnet, "exists", lambda name: name == "fb000001-outside")
+    argv = vm_node(tmp_path, netns="fb000001-outside").host_argv(["true"])
+    assert argv[:3] == ["nsenter", "--net=/run/netns/fb000001-outside", "--"] and argv[3] == "ssh"
+
+
+def test_ssh_to_a_gone_vm_or_namespace_is_one_line(tmp_path):
+    with pytest.raises(NodeGoneError, match=r"^compute-1: the VM is not running$"):
+        vm_node(tmp_path, running=False).host_argv(["true"])
+    with pytest.raises(NodeGoneError, match=r"^compute-1: network namespace fb-gone-x is gone$"):
+        vm_node(tmp_path, netns="fb-gone-x").host_argv(["true"])
+
+
+def guarded(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    """The guard as sshd runs it: the child of a live session process (here a waiting shell)."""
+    return subprocess.run(["sh", "-c", 'sh -c "$0" sh "$@"; exit $?', HANGUP_GUARD, *argv], input=stdin,
+                          capture_output=True, timeout=30)
+
+
+def test_the_hangup_guard_passes_stdin_output_and_exit_status():
+    done = guarded("sh", "-c", "cat; exit 3", stdin=b"typed\n")
+    assert (done.returncode, done.stdout) == (3, b"typed\n")
+
+
+def test_the_hangup_guard_ends_the_command_once_its_session_is_gone(tmp_path):
+    pidfile = tmp_path / "pid"
+    # The "session" starts the guard in the background and leaves at once, as sshd does when its
+    # client disconnects; the command (a sleep standing in for tail -F) must not stay behind.
+    subprocess.run(["sh", "-c", 'sh -c "$0" sh sh -c \'echo $$ > "$1"; exec sleep 300\' sh "$1" & sleep 0.5',
+                    HANGUP_GUARD, str(pidfile)], timeout=30, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5  # the guard looks once a second
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the command outlived its session"
