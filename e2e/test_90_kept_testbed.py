@@ -234,7 +234,7 @@ def test_down_leaves_nothing(kept, flatbed_cli):
     out = flatbed_cli.run("--testbed", kept.run_id, "down").stdout
     assert f"removed namespace {kept.run_id}-sw" in out
     assert leftovers_of(kept.run_id) == []
-    assert kept.run_id not in flatbed_cli.run("list").stdout
+    assert kept.run_id not in [t["run_id"] for t in json.loads(flatbed_cli.run("list", "--json").stdout)["testbeds"]]
 
 
 def read_until(proc: subprocess.Popen, pattern: re.Pattern, timeout: float) -> str:

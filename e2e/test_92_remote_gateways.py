@@ -14,6 +14,7 @@ this machine, each running §2.3 against a testbed of its own.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -126,5 +127,6 @@ def test_each_gateway_runs_the_boot_section_on_its_own_testbed(flatbed_cli, gate
     assert sorted(by_gateway["gw0"]) == sorted(by_gateway["gw1"]) and by_gateway["gw0"]
     assert all(len(ids) == 1 and None not in ids for ids in run_ids.values()), run_ids
     assert run_ids["gw0"] != run_ids["gw1"], "each gateway brings up a testbed of its own"
-    left = subprocess.run([sys.executable, "-m", "flatbed.cli", "list"], env=env, capture_output=True, text=True)
-    assert left.stdout.strip() == "no testbeds", left.stdout
+    left = subprocess.run([sys.executable, "-m", "flatbed.cli", "list", "--json"], env=env, capture_output=True,
+                          text=True, check=True)
+    assert json.loads(left.stdout)["testbeds"] == [], left.stdout
