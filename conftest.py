@@ -1,3 +1,4 @@
-"""Root conftest: the testbed plugin lives in fixtures/ and is loaded for e2e/ and tests/ alike."""
-
-pytest_plugins = ["fixtures.plugin", "fixtures.guests", "fixtures.reuse", "fixtures.cli", "fixtures.metadata"]
+"""Project-level pytest settings live in pyproject.toml ([tool.pytest.ini_options]); the testbed
+plugin registers itself through its ``pytest11`` entry point (fixtures/, installed as
+``flatbed_fixtures``), so nothing is registered here. This file marks the project root for pytest
+(its ``rootdir``) and is where settings for the whole checkout would go."""

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed.checks.console import wait_for_lease, wait_for_sshd
 from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
+from flatbed_fixtures.guests import BootedGuests
 
 
 @pytest.fixture(scope="session")
@@ -32,10 +32,36 @@ def guest_pair(testbed: Testbed) -> Iterator[list[Guest]]:
         booted.delete_all()
 
 
+# Under pytest-xdist (--dist loadgroup) modules go to workers whole; these run together on one
+# worker. "document": the sections walked from a fresh testbed in file order (instance ids,
+# addresses and the hostsfile move on with every guest), handed out first so that they meet their
+# worker's testbed fresh. "guest-pair": the modules sharing the session's two guests.
+XDIST_GROUPS = {
+    "document": ("test_21_", "test_22_", "test_23_", "test_24_", "test_25_"),
+    "guest-pair": ("test_26_", "test_33_"),
+}
+FIRST = "document"
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    name = item.path.name
+    return next((group for group, prefixes in XDIST_GROUPS.items() if name.startswith(prefixes)), None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):  # the scheduler hands work out in collection order
+        items.sort(key=lambda item: xdist_group(item) != FIRST)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Work that runs beside the session (a module's own testbed in a subprocess) starts as soon as
-    # the tests are known: a selected module may define start_in_background(config).
-    if session.config.option.collectonly:
+    # the tests are known: a selected module may define start_in_background(config). Not in an
+    # xdist worker, which collects every module but runs only some: the module starts it itself.
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
         return
     started = set()
     for item in session.items:

@@ -29,9 +29,10 @@ import pytest
 from flatbed import hostnet
 from flatbed.waiters import wait_until
 
+pytestmark = pytest.mark.vms
+
 REPO = Path(__file__).resolve().parent.parent
 STARTED = re.compile(r"vagrant: \S+: domain started")
-RUN_ID = re.compile(r"testbed (fb[0-9a-f]{6}): ")
 BRING_UP_TIMEOUT = 600  # images are cached by then; libvirtd + first domain start take ~10-60 s
 
 
@@ -70,12 +71,19 @@ class Bringup:
             if line is None:
                 raise AssertionError("flatbed up ended before " + pattern.pattern + ":\n" + "\n".join(self.seen))
             self.seen.append(line)
-            match = RUN_ID.search(line)
-            if match:
-                self.run_id = match.group(1)
+            if self.run_id is None and any(self.state_root.glob("*/state.json")):
+                self.run_id = self.listed()
             return bool(pattern.search(line))
 
         wait_until(seen, timeout=BRING_UP_TIMEOUT, interval=0, what=f"`flatbed up` to print {pattern.pattern!r}")
+
+    def listed(self) -> str:
+        """The run id from `flatbed list --json` in this run's own state root (its only testbed)."""
+        out = subprocess.run([sys.executable, "-m", "flatbed.cli", "list", "--json"], cwd=REPO, env=self.env,
+                             capture_output=True, text=True, check=True).stdout
+        found = [t["run_id"] for t in json.loads(out)["testbeds"] if t["owner_pid"] == self.proc.pid]
+        assert len(found) == 1, out
+        return found[0]
 
     def state(self) -> dict:
         return json.loads((self.state_root / self.run_id / "state.json").read_text())

@@ -21,6 +21,8 @@ from flatbed.providers.vagrant import physical_nics
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 
+pytestmark = pytest.mark.vms
+
 INSECURE_KEY = Path("/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant.pub")
 
 

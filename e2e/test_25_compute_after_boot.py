@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed import domains
 from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_lines_in_order, assert_listing
@@ -35,6 +34,7 @@ from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 from flatbed.waiters import wait_until
+from flatbed_fixtures.guests import BootedGuests
 
 ICMP_RULE = "-p icmp -j ACCEPT"
 

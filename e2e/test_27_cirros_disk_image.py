@@ -31,8 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.guests import BootedGuests
-from fixtures.plugin import FACTORY, Options
 from flatbed.checks.cirros import Expected, Facts, Mismatch, check_console
 from flatbed.checks.console import console
 from flatbed.checks.expect import Identity
@@ -46,6 +44,10 @@ from flatbed.provisioning import IMAGE_STORE
 from flatbed.reuse import history
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
+from flatbed_fixtures.guests import BootedGuests
+from flatbed_fixtures.plugin import FACTORY, Options
+
+pytestmark = pytest.mark.own_testbeds
 
 MODULE = "e2e/test_27_cirros_disk_image.py"
 OUTER = "test_cirros_image_option_end_to_end"

@@ -36,6 +36,8 @@ from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 
+pytestmark = pytest.mark.flat_pcap  # a failing ping's bundle gets the flat network's traffic
+
 COUNT = 3  # echoes per ping
 
 

@@ -25,8 +25,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.guests import BootedGuests
-from fixtures.variants import goes_away, own_testbed
 from flatbed import domains
 from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_lines_in_order, assert_listing
@@ -37,6 +35,10 @@ from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.checks.traffic import ping_node, rule_deltas
 from flatbed.cloud import Cloud, Guest
 from flatbed.testbed import Testbed
+from flatbed_fixtures.guests import BootedGuests
+from flatbed_fixtures.variants import goes_away, own_testbed
+
+pytestmark = pytest.mark.own_testbeds
 
 VARIANT = REPO / "topologies" / "no-same-net.toml"
 SSH_RULE = ("tcp", "22", "22", "0.0.0.0/0")

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_listing
 from flatbed.checks.console import console, wait_for_console
@@ -29,6 +28,7 @@ from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 from flatbed.waiters import wait_until
+from flatbed_fixtures.guests import BootedGuests
 
 FIRST_TRY = r"(?m)^cloud-setup: successful after 1/30 tries: up [\d.]+\. iid={iid}$"
 LATER_TRY = r"(?m)^cloud-setup: successful after (\d+)/30 tries: up [\d.]+\. iid={iid}$"

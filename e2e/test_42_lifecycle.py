@@ -20,7 +20,6 @@ import ipaddress
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed import domains
 from flatbed.checks import expect, listings
 from flatbed.checks.console import wait_for_console, wait_for_lease
@@ -30,6 +29,7 @@ from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 from flatbed.waiters import wait_until
+from flatbed_fixtures.guests import BootedGuests
 
 
 def fixed_ip(testbed: Testbed, address: str) -> FixedIp | None:

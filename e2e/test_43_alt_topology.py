@@ -15,9 +15,11 @@ import re
 
 import pytest
 
-from fixtures.plugin import FACTORY
 from flatbed.checks.runs import REPO, BackgroundRun, FlatbedCli
 from flatbed.topology import load as load_topology
+from flatbed_fixtures.plugin import FACTORY
+
+pytestmark = pytest.mark.own_testbeds
 
 ALT = REPO / "topologies" / "alt.toml"
 MODULES = ("e2e/test_21_controller_before_boot.py", "e2e/test_23_boot.py")

@@ -19,7 +19,6 @@ import shlex
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed.checks import expect
 from flatbed.checks.console import LEASE_LINE, wait_for_lease
 from flatbed.checks.services import nova_network_applies_last, systemctl
@@ -27,6 +26,7 @@ from flatbed.cloud import BootFailed, Cloud, NovaError
 from flatbed.node import Node, Result
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
+from flatbed_fixtures.guests import BootedGuests
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ESSEX_FLAVORS = [("1", "m1.tiny", 512, 0, 1), ("2", "m1.small", 2048, 20, 1), ("3", "m1.medium", 4096, 40, 2),

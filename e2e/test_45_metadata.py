@@ -19,7 +19,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed.checks.console import console, wait_for_console
 from flatbed.checks.expect import METADATA_IP, Identity, metadata_target
 from flatbed.checks.guestshell import GuestShell, guest_shell
@@ -28,6 +27,7 @@ from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.cloud import Guest
 from flatbed.node import Node
 from flatbed.testbed import Testbed
+from flatbed_fixtures.guests import BootedGuests
 
 pytestmark = pytest.mark.usefixtures("metadata_dnat")
 

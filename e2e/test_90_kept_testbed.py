@@ -1,8 +1,10 @@
 """A kept testbed, end to end, the way a user meets one (issue 8's "done when").
 
-1. A deliberately failing test — written into a temp dir here, never shipped — runs in a
-   subprocess under ``--destroy=passing``: its testbed stays up, the run says how to reach it,
-   and the failing test got an artifact bundle.
+1. A deliberately failing test — written into a temp dir here, never shipped: a listing that
+   differs — runs in a subprocess under ``--destroy=passing`` with JUnit and HTML reports: its
+   testbed stays up, the run says how to reach it, the failing test got an artifact bundle; the
+   JUnit file names the bundle and the run id (where this module reads the run id from), the
+   HTML report links the bundle and shows the testbed's picture and the listing diff.
 2. ``flatbed status``/``exec``/``ssh``/``boot``/``console``/``collect``/``status --svg``/``delete``
    reach that testbed, a guest included.
 3. ``pytest e2e/ --reuse=RUN`` runs green on it (and leaves it as found); another topology is
@@ -15,52 +17,75 @@ The tests share the kept testbed in order; it is removed at the end whatever hap
 from __future__ import annotations
 
 import html
+import json
 import re
 import selectors
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from fixtures.reuse import require_before_any_guest
 from flatbed.checks.runs import REPO, FlatbedCli, leftovers_of
 from flatbed.checks.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import parse_fixed_list
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
+from flatbed_fixtures.reuse import require_before_any_guest
 
 FAILING_TEST = '''\
-"""Deliberately failing (written by e2e/test_90_kept_testbed.py): boots a guest, then fails."""
+"""Deliberately failing (written by e2e/test_90_kept_testbed.py): boots a guest, pings it, then a
+listing differs."""
 
+import pytest
+
+from flatbed.checks.compare import assert_listing
 from flatbed.checks.console import wait_for_lease
 
 
-def test_boots_a_guest_then_fails(guest):
+@pytest.mark.flat_pcap
+def test_boots_a_guest_then_fails(guest, controller):
     wait_for_lease(guest)
-    assert False, "deliberate failure: the testbed must be kept (--destroy=passing)"
+    controller.check(f"ping -c 2 -W 5 {guest.ip}")
+    assert_listing(["deliberate failure: the testbed must be kept (--destroy=passing)"],
+                   controller.check("brctl show"), "brctl show on the controller")
 '''
 GUEST = "probe"
+
+pytestmark = pytest.mark.own_testbeds
 
 
 @dataclass
 class Kept:
     run_id: str
     output: str
+    junit: Path
+    html: Path
+    artifacts: Path
 
 
 @pytest.fixture(scope="module")
 def kept(flatbed_cli: FlatbedCli, tmp_path_factory: pytest.TempPathFactory):
     where = tmp_path_factory.mktemp("deliberate")
     (where / "test_deliberate_failure.py").write_text(FAILING_TEST)
-    proc = flatbed_cli.pytest("-p", "fixtures.plugin", "-p", "fixtures.guests", "--rootdir", str(where),
-                              "--destroy=passing", "test_deliberate_failure.py", cwd=where)
+    junit, report, artifacts = where / "junit.xml", where / "report.html", where / "artifacts"
+    proc = flatbed_cli.pytest("--rootdir", str(where),
+                              "--destroy=passing", f"--junitxml={junit}", f"--html={report}", "--self-contained-html",
+                              f"--artifacts={artifacts}", "test_deliberate_failure.py", cwd=where)
     output = proc.stdout + proc.stderr
-    found = re.search(r"testbed (fb[0-9a-f]{6}) kept \(--destroy=passing, 1 failed\)", output)
-    assert proc.returncode == 1 and found, f"rc {proc.returncode}:\n{output[-4000:]}"
-    yield Kept(found.group(1), output)
-    if flatbed_cli.run("--testbed", found.group(1), "status", check=False).returncode != 2:
-        flatbed_cli.run("--testbed", found.group(1), "down", check=False)   # a test before `down` failed
+    assert proc.returncode == 1 and junit.exists(), f"rc {proc.returncode}:\n{output[-4000:]}"
+    run_id = properties(junit)["flatbed_run_id"]
+    yield Kept(run_id, output, junit, report, artifacts)
+    if flatbed_cli.run("--testbed", run_id, "status", check=False).returncode != 2:
+        flatbed_cli.run("--testbed", run_id, "down", check=False)   # a test before `down` failed
+
+
+def properties(junit: Path) -> dict[str, str]:
+    """The one test case's JUnit <properties> (the last value of each name)."""
+    case = next(ET.parse(junit).getroot().iter("testcase"))
+    return {p.get("name"): p.get("value") for p in case.iter("property")}
 
 
 def fixed_ip(cli: FlatbedCli, run_id: str, controller: str, address: str):
@@ -74,9 +99,35 @@ def test_failing_run_keeps_its_testbed_and_says_how_to_reach_it(kept, flatbed_cl
     for hint in (f"flatbed --testbed {run} status", f"flatbed --testbed {run} ssh", f"pytest e2e/ --reuse={run}",
                  f"flatbed --testbed {run} down"):
         assert hint in kept.output
+    assert f"testbed {run} kept (--destroy=passing, 1 failed)" in kept.output
     bundle = re.search(r"artifacts of \S+test_boots_a_guest_then_fails: (\S+)", kept.output)
     assert bundle, "the failing test got no artifact bundle"
     assert re.search(rf"^{run}\s+\S+\s+up\s", flatbed_cli.run("list").stdout, re.M)
+
+
+def test_reports_name_the_bundle_and_show_the_picture_and_the_diff(kept):
+    props = properties(kept.junit)
+    bundle = Path(props["flatbed_bundle"])
+    assert props["flatbed_worker"] == "main" and Path(props["flatbed_session"]) == kept.artifacts
+    assert bundle.parent == kept.artifacts and (bundle / "MANIFEST.txt").is_file()
+    diff = (bundle / "listing.diff").read_text()
+    assert "-deliberate failure: the testbed must be kept (--destroy=passing)" in diff
+    assert re.search(r"^\+bridge name\s+bridge id", diff, re.M), diff     # brctl's header, as it came
+    assert "<svg" in (bundle / "testbed.svg").read_text()
+    # the flat network's traffic during the test: the controller's pings to the guest
+    pcap = subprocess.run(["tcpdump", "-n", "-r", str(bundle / "flat.pcap"), "icmp"], capture_output=True,
+                          text=True, check=True).stdout
+    assert re.search(r"IP (\S+) > (\S+): ICMP echo request", pcap) and "ICMP echo reply" in pcap, pcap
+    # the session records it; the end of the run lists it with its path
+    record = json.loads((kept.artifacts / "session.json").read_text())
+    assert [b["path"] for b in record["bundles"]] == [str(bundle)]
+    assert [(t["run_id"], t["outcome"]) for t in record["testbeds"]] == [(kept.run_id, "kept")]
+    assert f"  {bundle}  (" in kept.output
+    page = kept.html.read_text()
+    assert bundle.as_uri() in page                                   # the link to the bundle
+    assert "data:image/svg+xml;base64," in page                      # the picture, embedded
+    assert html.escape("-deliberate failure: the testbed must be kept") in page or \
+        "-deliberate failure: the testbed must be kept" in page     # the diff, embedded
 
 
 def test_status_shows_it_healthy_with_the_guest_deleted(kept, flatbed_cli, topology):
@@ -183,7 +234,7 @@ def test_down_leaves_nothing(kept, flatbed_cli):
     out = flatbed_cli.run("--testbed", kept.run_id, "down").stdout
     assert f"removed namespace {kept.run_id}-sw" in out
     assert leftovers_of(kept.run_id) == []
-    assert kept.run_id not in flatbed_cli.run("list").stdout
+    assert kept.run_id not in [t["run_id"] for t in json.loads(flatbed_cli.run("list", "--json").stdout)["testbeds"]]
 
 
 def read_until(proc: subprocess.Popen, pattern: re.Pattern, timeout: float) -> str:

@@ -10,16 +10,19 @@ resources (the session's testbed, other users' testbeds on this host).
 from __future__ import annotations
 
 import os
-import re
 import selectors
 import signal
 import subprocess
 import time
 
+import pytest
+
 from flatbed import hostnet, state
 from flatbed.checks.runs import FlatbedCli, leftovers_of
 from flatbed.checks.timeouts import RUN_TIMEOUT
 from flatbed.waiters import wait_until
+
+pytestmark = pytest.mark.own_testbeds
 
 DECOY = f"fbdecoy-{os.getpid()}"   # "fb" but not a run tag (fb + 6 hex digits + "-"): clean must not touch it
 
@@ -42,11 +45,12 @@ def start_up_and_kill_it_mid_bring_up(cli: FlatbedCli) -> str:
     try:
         wait_until(containers_running, timeout=RUN_TIMEOUT, interval=0, what="`flatbed up` to start its containers",
                    describe=lambda: "".join(lines)[-1000:])
+        run = cli.testbed_of(proc.pid)  # while it lives: its state file names it as the owner
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     assert not any("provisioned as compute" in line for line in lines), "killed too late: bring-up was done"
-    return re.search(r"testbed (fb[0-9a-f]{6}):", "".join(lines)).group(1)
+    return run
 
 
 def test_clean_after_sigkill_mid_bring_up_leaves_nothing(flatbed_cli):

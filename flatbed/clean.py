@@ -17,11 +17,12 @@ exists and every provider's ``sweep`` where none does (Molecule's driver ``reset
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flatbed import hostnet, leftovers, providers, state
+from flatbed import artifacts, hostnet, leftovers, providers, state
 from flatbed.errors import FlatbedError
 from flatbed.mounts import mounts_under
 from flatbed.topology import DEFAULT_TOPOLOGY
@@ -39,6 +40,8 @@ class Decision:
 class Report:
     removed: list[tuple[Decision, list[str]]] = field(default_factory=list)  # per run: why, and what
     kept: list[Decision] = field(default_factory=list)
+    artifacts_removed: list[str] = field(default_factory=list)   # session directories (--artifacts-older-than)
+    artifacts_refused: list[str] = field(default_factory=list)
 
     def lines(self, dry_run: bool = False) -> list[str]:
         """What ``flatbed clean`` prints."""
@@ -46,16 +49,26 @@ class Report:
         for decision, items in self.removed:
             out.append(f"{'would remove' if dry_run else 'removed'} {decision.run_id} ({decision.reason}):")
             out += [f"  {item}" for item in items]
-        if not self.removed:
+        out += [f"{'would remove' if dry_run else 'removed'} artifacts {where}" for where in self.artifacts_removed]
+        if not self.removed and not self.artifacts_removed:
             out.append("nothing to clean")
         for decision in self.kept:
             out.append(f"{'kept' if decision.action == 'keep' else 'skipped'} {decision.run_id}: {decision.reason}")
+        out += [f"kept artifacts {why}" for why in self.artifacts_refused]
         return out
 
 
-def judge_testbed(st: state.TestbedState, nodes_running: bool, owner_alive: bool) -> Decision:
-    """What to do with a testbed recorded in our state root."""
+def judge_testbed(st: state.TestbedState, nodes_running: bool, owner_alive: bool,
+                  kept_older_than: float | None = None, now: float | None = None) -> Decision:
+    """What to do with a testbed recorded in our state root. With ``kept_older_than`` (seconds), a
+    testbed that is up is removed once it is older than that, unless its process still uses it."""
     if st.status == "up":
+        age = (time.time() if now is None else now) - st.created
+        if nodes_running and kept_older_than is not None and age > kept_older_than:
+            if owner_alive:
+                return Decision(st.run_id, "keep", f"older than {_age(kept_older_than)} but in use by pid "
+                                                   f"{st.owner.split(':')[0]}")
+            return Decision(st.run_id, "remove", f"kept for {_age(age)}, older than {_age(kept_older_than)}")
         if nodes_running:
             return Decision(st.run_id, "keep", "up with every node running; `flatbed down` removes it")
         return Decision(st.run_id, "remove", "recorded up but its nodes are not running")
@@ -134,12 +147,31 @@ def remove_tagged(run_id: str) -> list[str]:
     return removed
 
 
-def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: None) -> Report:
-    """Remove every leftover; returns what was removed (or would be, with ``dry_run``) and what was kept."""
+def _age(seconds: float) -> str:
+    """``3 d 4 h``, ``5 h 2 min``, ``40 min``, ``12 s``."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min" if minutes else f"{secs} s"
+
+
+def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: None,
+          kept_older_than: float | None = None, artifacts_older_than: float | None = None) -> Report:
+    """Remove every leftover; returns what was removed (or would be, with ``dry_run``) and what was kept.
+    ``kept_older_than``: also testbeds kept up for longer than that (not one in use);
+    ``artifacts_older_than``: also session artifact directories older than that (not a running session's)."""
     report = Report()
+    if artifacts_older_than is not None:
+        removed, refused = artifacts.prune(artifacts_older_than, dry_run=dry_run)
+        report.artifacts_removed = [str(p) for p in removed]
+        report.artifacts_refused = refused
     beds, unreadable = state.scan_testbeds()
     for st in beds:
-        decision = judge_testbed(st, _nodes_running(st, progress), state.process_alive(st.owner))
+        decision = judge_testbed(st, _nodes_running(st, progress), state.process_alive(st.owner), kept_older_than)
         if decision.action != "remove":
             report.kept.append(decision)
             continue

@@ -1,5 +1,8 @@
 """The ``flatbed`` command: your hands on a live testbed.
 
+Exit codes: 0 ok; 1 a failure (unhealthy, leaks, a host not ready, a command that failed); 2 a
+usage error (the command line, a topology file, a testbed that does not exist).
+
 Works across processes through the testbed's state file: ``flatbed up`` (or a pytest run that
 kept its testbed) in one shell, ``flatbed status``/``exec``/``ssh``/``console`` in another,
 ``flatbed down`` at the end. ``flatbed clean`` removes what killed runs left behind.
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from flatbed import providers, state
 from flatbed.cloud import BootFailed, Cloud, NoSuchGuest
-from flatbed.errors import FlatbedError
+from flatbed.errors import FlatbedError, UsageError
 from flatbed.testbed import Testbed
 from flatbed.topology import DEFAULT_TOPOLOGY
 from flatbed.topology import load as load_topology
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY,
                         help="topology file for `up` (default: %(default)s)")
     parser.add_argument("--testbed", metavar="RUN_ID", help="which testbed, when several are up")
+    parser.add_argument("--version", action="version", version=f"flatbed {version()}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     up = _verb(sub, "up", "build images if needed, boot and provision a testbed",
@@ -68,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                "up until `flatbed down`; pytest runs can use it with --reuse.",
                "  flatbed up\n  flatbed --topology topologies/alt.toml up --provider nspawn", testbed=False)
     up.add_argument("--provider", choices=providers.CHOICES, default="auto")
+    up.add_argument("--json", action="store_true", help="print the testbed (run id, nodes...) as JSON")
     up.add_argument("--mirror", help="Debian mirror for the base image (default: the host's apt source)")
     up.add_argument("--cirros-image", type=Path, help="a real cirros disk image to boot instead of ours")
     up.add_argument("--libvirt-uri", default=os.environ.get("FLATBED_LIBVIRT_URI"),
@@ -79,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                "MAC, lease, hostsfile entry and compute, and the health verdict. Exits 1 when unhealthy.",
                "  flatbed status\n  flatbed status --svg testbed.svg    # nodes, NICs, bridges, guests (graphviz)")
     st.add_argument("--svg", type=Path, metavar="FILE", help="also draw the live testbed into FILE with graphviz")
+    st.add_argument("--json", action="store_true", help="the same as JSON: run id, nodes, guests, health")
 
     ex = _verb(sub, "exec", "run a command on a node",
                "Run a command as root on a node (no terminal) and exit with its exit code. One argument is a "
@@ -146,29 +152,90 @@ def build_parser() -> argparse.ArgumentParser:
                "cgroups flatbed/fbXXXXXX-* and overlays of containers, a private libvirtd and its directories). "
                "Lists what it removed. Testbeds that are up, and runs recorded in other state roots, are left "
                "alone; nothing untagged is touched.",
-               "  flatbed clean\n  flatbed clean --dry-run", testbed=False)
+               "  flatbed clean\n  flatbed clean --dry-run\n"
+               "  flatbed clean --kept-older-than 12h --artifacts-older-than 7d   # what earlier nights kept",
+               testbed=False)
     cn.add_argument("-n", "--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    cn.add_argument("--kept-older-than", metavar="AGE", type=_age,
+                    help="also remove testbeds kept up for longer than AGE (12h, 2d...), unless their process "
+                         "still uses them")
+    cn.add_argument("--artifacts-older-than", metavar="AGE", type=_age,
+                    help="also remove session artifact directories (failing tests' bundles) older than AGE (7d...), "
+                         "unless their session still runs; nothing else ever removes them")
 
-    _verb(sub, "list", "list the testbeds on this host",
-          "List the testbeds recorded in the state root, with provider, status and topology.", "  flatbed list",
-          testbed=False)
+    ls = _verb(sub, "list", "list the testbeds on this host, and removed ones that left failure artifacts",
+               "List the testbeds recorded in the state root, with provider, status and topology; then the removed "
+               "testbeds whose failing tests left artifact bundles (in session directories under "
+               "$FLATBED_ARTIFACTS, default /var/lib/flatbed/artifacts), with those tests.",
+               "  flatbed list\n  flatbed list --json | jq -r '.testbeds[].run_id'", testbed=False)
+    ls.add_argument("--json", action="store_true", help="as JSON")
+    ck = _verb(sub, "check", "is this host ready for testbeds? a table of checks with verdicts and fixes",
+               "Check what testbeds need on this host: root, the container tools and cgroup v2; for VMs Vagrant and "
+               "vagrant-libvirt, libvirt answering, KVM really booting a kernel, nested virtualization for guests; "
+               "memory and disk for one testbed per worker; the image cache. Prints each check's verdict and, "
+               "when it is not ok, the fix. Exits 1 when the chosen provider (auto: the one the suite would "
+               "pick) cannot run.",
+               "  flatbed check\n  flatbed check --provider vagrant -n 2    # a KVM runner for pytest -n 2",
+               testbed=False)
+    ck.add_argument("--provider", choices=providers.CHOICES, default="auto")
+    ck.add_argument("-n", "--workers", type=int, default=1, metavar="N",
+                    help="testbeds at once, as with pytest -n N (default: %(default)s)")
+    ck.add_argument("--libvirt-uri", default=os.environ.get("FLATBED_LIBVIRT_URI"),
+                    help="vagrant provider: ask this existing libvirt instead of a private libvirtd")
+    ck.add_argument("--json", action="store_true", help="the checks as JSON")
     _verb(sub, "images", "build the node and guest images if needed, and list the cache",
           "Build (or find cached) the base root, the cirros-compatible guest and that guest as a cirros-layout "
           "disk image (what the suite tests --cirros-image with), then list the image cache.",
           "  flatbed images", testbed=False)
-    _verb(sub, "leaks", "list resources of flatbed runs left on this host (exit 1 if any)",
-          "List resources tagged with a flatbed run id on the whole host (namespaces, mounts, state files, "
-          "and each provider's: cgroups, overlays, runtime directories...). "
-          "Exits 1 when there are any, so CI can assert a clean host.", "  flatbed leaks", testbed=False)
+    lk = _verb(sub, "leaks", "list resources of flatbed runs left on this host (exit 1 if any)",
+               "List resources tagged with a flatbed run id on the whole host (namespaces, mounts, state files, "
+               "and each provider's: cgroups, overlays, runtime directories...). "
+               "Exits 1 when there are any, so CI can assert a clean host. With --session, only the testbeds of "
+               "that pytest session (its artifacts directory's session.json): a testbed it kept is not a leak.",
+               "  flatbed leaks\n  flatbed leaks --session /var/lib/flatbed/artifacts/nightly-42", testbed=False)
+    lk.add_argument("--session", metavar="DIR|ID", help="only this session's testbeds (its artifacts directory)")
     return parser
 
 
 # --- verbs ------------------------------------------------------------------------------------
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("flatbed")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def in_session(run_id: str, topology: str | None, outcome: str | None = None) -> None:
+    """Record a testbed made or removed by this command in the pytest session that started it
+    (``$FLATBED_SESSION``: a test driving the CLI), for the session's leaks check."""
+    where = os.environ.get("FLATBED_SESSION")
+    if not where:
+        return
+    from flatbed.artifacts import Session
+
+    session = Session.create(Path(where))
+    if topology is not None:
+        session.add_testbed(run_id, topology, "cli")
+    if outcome is not None:
+        session.set_outcome(run_id, outcome)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     topo = load_topology(args.topology)
     bed = Testbed.up(topo, args.provider, mirror=args.mirror, cirros_image=args.cirros_image,
                      provider_options={"libvirt_uri": args.libvirt_uri})
+    in_session(bed.run_id, topo.name)
+    if args.json:
+        import json
+
+        from flatbed import machine
+
+        print(json.dumps(machine.up(bed), indent=2))
+        return 0
     print(f"testbed {bed.run_id} is up ({topo.name}, {bed.state.provider}); nodes: {', '.join(topo.names)}")
     print(f"  flatbed --testbed {bed.run_id} status")
     print(f"  flatbed --testbed {bed.run_id} ssh {topo.controller.name}")
@@ -182,11 +249,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     bed = Testbed.attach(args.testbed)
     snap = status.gather(bed, network=args.svg is not None)
-    sys.stdout.write(status.render(snap))
+    if args.json:
+        import json
+
+        from flatbed import machine
+
+        print(json.dumps(machine.status(snap), indent=2))
+    else:
+        sys.stdout.write(status.render(snap))
     if args.svg:
         topo = bed.topology
         status.write_svg(status.to_dot(snap, topo.management.interface, topo.flat.interface), args.svg)
-        print(f"picture: {args.svg}")
+        print(f"picture: {args.svg}", file=sys.stderr if args.json else sys.stdout)
     return 0 if health.verdict(snap.checks) is None else 1
 
 
@@ -323,9 +397,26 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from flatbed import readiness
+
+    if args.workers < 1:
+        raise UsageError(f"check: --workers must be at least 1, not {args.workers}")
+    report = readiness.evaluate(args.provider, workers=args.workers, libvirt_uri=args.libvirt_uri)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        sys.stdout.write(readiness.render(report))
+    return 0 if report.ok else 1
+
+
 def cmd_leaks(args: argparse.Namespace) -> int:
     from flatbed.leftovers import scan
 
+    if args.session:
+        return session_leaks(args.session)
     found = scan()
     for item in found:
         print(item)
@@ -334,14 +425,48 @@ def cmd_leaks(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def session_leaks(where: str) -> int:
+    from flatbed import artifacts, leftovers
+
+    session = artifacts.Session.find(where)
+    record = session.load()
     beds, unreadable = state.scan_testbeds()
+    recorded = {st.run_id: st.status for st in beds} | {u.run_id: "unreadable" for u in unreadable}
+    leaks, notes = artifacts.session_leaks(record, leftovers.tagged(), recorded)
+    for line in leaks + notes:
+        print(line)
+    if not leaks:
+        print(f"no leaks of session {record.session} ({len(record.testbeds)} testbeds)")
+    return 1 if leaks else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from flatbed import artifacts, machine
+
+    beds, unreadable = state.scan_testbeds()
+    records = []
+    for session in artifacts.sessions():
+        try:
+            records.append((str(session.path), session.load()))
+        except FlatbedError:
+            continue  # a session directory being written or broken: not this listing's business
+    removed = machine.removed_with_artifacts(records, {st.run_id for st in beds})
+    if args.json:
+        import json
+
+        print(json.dumps(machine.listing(beds, unreadable, removed), indent=2))
+        return 0
     if not beds and not unreadable:
         print("no testbeds")
     for st in beds:
         print(f"{st.run_id}  {st.provider:8} {st.status:9} {st.topology_path}")
     for problem in unreadable:
         print(f"{problem.run_id}  {'?':8} {'unreadable':9} {problem}")
+    if removed:
+        print("\nremoved testbeds with failure artifacts:")
+    for gone in removed:
+        print(f"{gone['run_id']}  {gone['outcome']:8} {gone['topology']:12} {gone['session']}")
+        print("\n".join(f"  failed: {test}" for test in gone["failed"]))
     return 0
 
 
@@ -349,20 +474,31 @@ def cmd_down(args: argparse.Namespace) -> int:
     bed = Testbed.attach(args.testbed)
     for item in bed.down():
         print(f"removed {item}")
+    in_session(bed.run_id, None, "removed")
     return 0
+
+
+def _age(text: str) -> float:
+    from flatbed.artifacts import parse_age
+
+    try:
+        return parse_age(text)
+    except FlatbedError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from flatbed.clean import clean
 
-    report = clean(dry_run=args.dry_run, progress=lambda m: print(f"[flatbed] {m}", file=sys.stderr))
+    report = clean(dry_run=args.dry_run, progress=lambda m: print(f"[flatbed] {m}", file=sys.stderr),
+                   kept_older_than=args.kept_older_than, artifacts_older_than=args.artifacts_older_than)
     print("\n".join(report.lines(args.dry_run)))
     return 0
 
 
 VERBS = {"up": cmd_up, "status": cmd_status, "exec": cmd_exec, "ssh": cmd_ssh, "console": cmd_console,
          "boot": cmd_boot, "delete": cmd_delete, "collect": cmd_collect, "down": cmd_down, "clean": cmd_clean,
-         "list": cmd_list, "images": cmd_images, "leaks": cmd_leaks}
+         "list": cmd_list, "images": cmd_images, "check": cmd_check, "leaks": cmd_leaks}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,9 +515,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     try:
         return VERBS[args.verb](args)
-    except FlatbedError as e:
+    except UsageError as e:  # the command line or an input file is wrong
         print(f"flatbed: error: {e}", file=sys.stderr)
         return 2
+    except FlatbedError as e:  # a command failed
+        print(f"flatbed: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("flatbed: interrupted", file=sys.stderr)
         return 130
@@ -392,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("FLATBED_DEBUG"):
             raise
         print(f"flatbed: error: {type(e).__name__}: {e} (FLATBED_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,5 +5,9 @@ class FlatbedError(Exception):
     """Base for errors shown to the user as a single line (no traceback)."""
 
 
+class UsageError(FlatbedError):
+    """The command line or an input file is wrong (bad topology, unknown testbed...): exit code 2."""
+
+
 class NodeGoneError(FlatbedError):
     """A node that the state file names is not running any more."""

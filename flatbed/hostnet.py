@@ -8,6 +8,7 @@ the host's bridges or firewall.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -15,13 +16,34 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from pyroute2 import NetNS, netns
+from typing import Any
 
 from flatbed import procs
 from flatbed.waiters import wait_until
 
 NETNS_DIR = Path("/run/netns")
+
+
+class _OnFirstUse:
+    """pyroute2 is imported when a namespace is first touched, not when flatbed is: the CLI's other
+    verbs and the unit tests run without it."""
+
+    def __init__(self, module: str, attribute: str | None = None):
+        self._module, self._attribute = module, attribute
+
+    def _target(self) -> Any:
+        found = importlib.import_module(self._module)
+        return getattr(found, self._attribute) if self._attribute else found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target()(*args, **kwargs)
+
+
+netns = _OnFirstUse("pyroute2.netns")
+NetNS = _OnFirstUse("pyroute2", "NetNS")
 
 
 def exists(name: str) -> bool:

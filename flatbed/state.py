@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flatbed.errors import FlatbedError
+from flatbed.errors import FlatbedError, UsageError
 
 SCHEMA = 2  # 1: nodes and resources as bare dicts; 2: the provider's typed record
 RUN_PREFIX = "fb"
@@ -74,7 +74,7 @@ def process_alive(identity: str) -> bool:
     return fields[0] != "Z" and process_identity(int(pid)) == identity
 
 
-class StateUnreadable(FlatbedError):
+class StateUnreadable(UsageError):
     """A state file this flatbed cannot use (corrupt, another schema, an unknown provider)."""
 
     def __init__(self, run_id: str, message: str, *, newer: bool = False):
@@ -139,7 +139,7 @@ class TestbedState:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FlatbedError(f"no testbed {run_id!r} (no {path})") from None
+            raise UsageError(f"no testbed {run_id!r} (no {path})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise StateUnreadable(run_id, f"{path}: corrupt state file ({e}); `flatbed clean` removes the "
                                           "testbed") from None
@@ -252,9 +252,9 @@ def find(run_id: str | None) -> TestbedState:
     if not beds and unreadable:
         raise unreadable[0]
     if not beds:
-        raise FlatbedError("no testbed is up (start one with `flatbed up`)")
+        raise UsageError("no testbed is up (start one with `flatbed up`)")
     if len(beds) > 1:
-        raise FlatbedError(f"several testbeds are up ({', '.join(b.run_id for b in beds)}); choose one with --testbed")
+        raise UsageError(f"several testbeds are up ({', '.join(b.run_id for b in beds)}); choose one with --testbed")
     return beds[0]
 
 

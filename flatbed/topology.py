@@ -21,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from flatbed.errors import FlatbedError
+from flatbed.errors import UsageError
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "default.toml"
 
@@ -38,7 +38,7 @@ DERIVED_FLAGS = ("public_interface", "fixed_range", "flat_interface", "flat_netw
                  "metadata_host", "network_host", "host", "first_instance_id")
 
 
-class TopologyError(FlatbedError):
+class TopologyError(UsageError):
     """A topology file that cannot be used; the message is one line naming the field."""
 
 

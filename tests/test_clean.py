@@ -42,6 +42,7 @@ def test_owner_identity_survives_pid_reuse():
 
 
 def test_run_recorded_in_a_sibling_state_root_is_not_ours(tmp_path, monkeypatch):
+    pytest.importorskip("pyroute2", reason="reads the host's network namespaces (pyroute2)")
     ours, theirs = tmp_path / "testbeds-a", tmp_path / "testbeds-b"
     monkeypatch.setenv("FLATBED_STATE", str(ours))
     (theirs / "fb0000bb").mkdir(parents=True)
@@ -52,6 +53,7 @@ def test_run_recorded_in_a_sibling_state_root_is_not_ours(tmp_path, monkeypatch)
 
 
 def test_overlays_without_state_file_are_leftovers(tmp_path, monkeypatch):
+    pytest.importorskip("pyroute2", reason="reads the host's network namespaces (pyroute2)")
     monkeypatch.setenv("FLATBED_STATE", str(tmp_path))
     (tmp_path / "fb0000dd" / "nodes" / "controller-1").mkdir(parents=True)   # dead run's overlay
     (tmp_path / "fb0000ee" / "nodes").mkdir(parents=True)                    # emptied: nothing left

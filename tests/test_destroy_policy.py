@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.plugin import destroy_policy, should_destroy
+from flatbed_fixtures.plugin import destroy_policy, should_destroy
 
 
 @pytest.mark.parametrize(("policy", "failed", "interrupted", "destroy"), [

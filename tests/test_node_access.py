@@ -111,6 +111,7 @@ def test_a_gone_namespace_is_node_gone_and_is_not_created():
 def namespace() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("creating a network namespace needs root")
+    pytest.importorskip("pyroute2", reason="creates a network namespace (pyroute2)")
     name = f"flatbed-unit-{os.getpid()}"  # not a run tag: `flatbed leaks` never sees it
     hostnet.create_namespace(name)
     try:

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGINS = ("fixtures.plugin", "fixtures.guests", "fixtures.reuse", "fixtures.cli", "fixtures.metadata",
-           "fixtures.variants")
+PLUGINS = tuple(f"flatbed_fixtures.{m}" for m in ("plugin", "guests", "reuse", "cli", "metadata", "variants"))
 HEAVY = ("paramiko", "pyroute2", "libvirt", "vagrant", "flatbed.providers.", "flatbed.testbed", "flatbed.guestssh")
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFTEST = f"""
 import sys
 sys.path.insert(0, {str(REPO)!r})
-pytest_plugins = ["fixtures.plugin"]
+
 
 from pathlib import Path
 
@@ -51,7 +51,7 @@ flatbed.collect.collect = collect
 
 MODULE = f"""
 import pytest
-from fixtures.variants import goes_away, own_testbed
+from flatbed_fixtures.variants import goes_away, own_testbed
 
 VARIANT = {str(REPO / "topologies" / "no-same-net.toml")!r}
 

@@ -44,6 +44,16 @@ class FlatbedCli:
                                  f"\n{proc.stderr[-2000:]}")
         return proc
 
+    def testbed_of(self, pid: int, env: dict[str, str] | None = None) -> str:
+        """The run id of the testbed process ``pid`` created (``flatbed list --json``: no prose read)."""
+        import json
+
+        listing = subprocess.run(self.argv("list", "--json"), capture_output=True, text=True, check=True,
+                                 env=env or self.env, cwd=REPO, timeout=RUN_TIMEOUT)
+        found = [t["run_id"] for t in json.loads(listing.stdout)["testbeds"] if t["owner_pid"] == pid]
+        assert len(found) == 1, f"testbeds created by pid {pid}: {found}"
+        return found[0]
+
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
         return subprocess.Popen(self.argv(*args), env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, text=True,
                                 **kwargs)

@@ -43,12 +43,18 @@ def is_complete(path: Path) -> bool:
 
 
 @contextmanager
-def kind_lock(kind: str) -> Iterator[None]:
-    """Hold an exclusive lock for building images of ``kind`` (blocks while another build runs)."""
+def kind_lock(kind: str, progress: Progress | None = None) -> Iterator[None]:
+    """Hold an exclusive lock for building images of ``kind``; while another build (another pytest
+    worker, another run) holds it, wait, and say so to ``progress``."""
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{kind}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                progress(f"{kind}: waiting for another process's build to finish ({root / f'.{kind}.lock'})")
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -85,7 +91,7 @@ def build_cached(
     final = image_dir(kind, digest)
     if is_complete(final):
         return final, True
-    with kind_lock(kind):
+    with kind_lock(kind, progress):
         if is_complete(final):  # another process finished it while we waited for the lock
             return final, True
         root = cache_dir()

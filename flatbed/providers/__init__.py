@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from flatbed.errors import FlatbedError
+from flatbed.errors import FlatbedError, UsageError
 from flatbed.providers.base import Provider
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def register(name: str, target: str) -> None:
 def get(name: str) -> type[Provider]:
     """The provider class registered as ``name``."""
     if name not in REGISTRY:
-        raise FlatbedError(f"unknown provider {name!r} (choose from {', '.join(CHOICES)})")
+        raise UsageError(f"unknown provider {name!r} (choose from {', '.join(CHOICES)})")
     module, cls_name = REGISTRY[name].split(":")
     return getattr(importlib.import_module(module), cls_name)
 

@@ -97,6 +97,11 @@ class Provider(ABC):
         """Short provider facts for ``flatbed status`` (where the nodes run, how)."""
         return []
 
+    def wire(self, network: str) -> tuple[str | None, str] | None:
+        """Where the topology's ``network`` (management, flat) can be captured on the host: (network
+        namespace, or None for the host's own; the bridge), or None when it cannot."""
+        return None
+
     # --- run-tagged resources without a state file (``flatbed clean``, ``flatbed leaks``) ----------
 
     @classmethod

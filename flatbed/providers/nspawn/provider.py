@@ -45,6 +45,9 @@ class NspawnProvider(Provider):
         assert isinstance(self.state.record, NspawnRecord)
         return self.state.record
 
+    def wire(self, network: str) -> tuple[str | None, str] | None:
+        return naming.switch(self.run), naming.BRIDGES[network]
+
     def facts(self) -> list[str]:
         return [f"containers (systemd-nspawn), switch namespace {self.rec.switch}"]
 

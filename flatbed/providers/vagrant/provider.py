@@ -84,6 +84,10 @@ class VagrantProvider(Provider):
     def uri(self) -> str:
         return self.options.get("libvirt_uri") or self._libvirtd().uri
 
+    def wire(self, network: str) -> tuple[str | None, str] | None:
+        names = self.names
+        return (names.netns if self.private else None), names.bridges[network]
+
     def facts(self) -> list[str]:
         rec = self.rec
         where = f"private libvirtd in namespace {rec.netns}" if rec.private else f"libvirt at {rec.uri}"

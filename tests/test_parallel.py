@@ -1,0 +1,80 @@
+"""pytest-xdist support (fixtures/parallel.py): --reuse per worker, the controller gathering the
+workers' summaries and failing on a worker's as-found verdict; and the document's groups (no nodes)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from flatbed_fixtures import parallel
+
+
+@pytest.mark.parametrize(("reuse", "worker", "workers", "expected"), [
+    (None, "gw0", 2, None),
+    ("auto", None, 0, "auto"),
+    ("fb000001", None, 0, "fb000001"),
+    ("fb000001,fb000002", "gw0", 2, "fb000001"),
+    ("fb000001,fb000002", "gw1", 2, "fb000002"),
+    ("fb000001,fb000002", None, 2, None),            # the controller only checks
+])
+def test_reuse_per_worker(reuse, worker, workers, expected):
+    assert parallel.reuse_for(reuse, worker, workers) == expected
+
+
+@pytest.mark.parametrize(("reuse", "workers", "message"), [
+    ("auto", 2, "--reuse with 2 workers needs one kept testbed per worker: --reuse=ID1,...,ID2 (none given)"),
+    ("fb000001", 3, "--reuse with 3 workers needs one kept testbed per worker: --reuse=ID1,...,ID3 (1 given)"),
+    ("fb000001,fb000002", 0, "--reuse=fb000001,fb000002 names 2 testbeds: one per worker, with -n 2"),
+])
+def test_reuse_that_does_not_fit_the_workers_is_one_line(reuse, workers, message):
+    with pytest.raises(pytest.UsageError) as error:
+        parallel.reuse_for(reuse, None, workers)
+    assert str(error.value) == message
+
+
+def node(gateway: str, summary: list[str], failed: list[str]) -> SimpleNamespace:
+    return SimpleNamespace(gateway=SimpleNamespace(id=gateway),
+                           workeroutput={parallel.KEY: {"summary": summary, "verdict_failed": failed}})
+
+
+def test_controller_prints_every_workers_lines_and_fails_on_a_failed_verdict():
+    hooks = parallel.ControllerHooks(config=None)
+    hooks.pytest_testnodedown(node("gw0", ["testbed fb000001 kept (--destroy=passing, 1 failed); reach it with:"],
+                                   []), None)
+    hooks.pytest_testnodedown(node("gw1", ["testbed fb000002 was not left as found: guests cirros"],
+                                   ["testbed fb000002 was not left as found: guests cirros"]), None)
+    hooks.pytest_testnodedown(SimpleNamespace(gateway=SimpleNamespace(id="gw2"), workeroutput={}), "crashed")
+    assert hooks.lines == ["[gw0] testbed fb000001 kept (--destroy=passing, 1 failed); reach it with:",
+                           "[gw1] testbed fb000002 was not left as found: guests cirros"]
+    session = SimpleNamespace(exitstatus=pytest.ExitCode.OK)
+    hooks.pytest_sessionfinish(session)
+    assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_worker_hands_its_summary_to_the_controller():
+    config = SimpleNamespace(workeroutput={})
+    parallel.send_to_controller(config, ["a"], ["b"])
+    assert config.workeroutput[parallel.KEY] == {"summary": ["a"], "verdict_failed": ["b"]}
+    parallel.send_to_controller(SimpleNamespace(), ["a"], [])   # not a worker: nothing to send, no error
+
+
+def test_document_modules_are_one_group_handed_out_first():
+    """Collection order in a worker puts the ordered group first; outside xdist it is file order."""
+    spec = importlib.util.spec_from_file_location("e2e_conftest", Path(__file__).parents[1] / "e2e" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    items = [SimpleNamespace(path=Path(f"e2e/{name}.py"), markers=[])
+             for name in ("test_01_vagrant_vms", "test_21_controller_before_boot", "test_26_guest_view",
+                          "test_23_boot", "test_40_no_same_net")]
+    for item in items:
+        item.add_marker = item.markers.append
+    worker = SimpleNamespace(workerinput={"workerid": "gw0"})
+    conftest.pytest_collection_modifyitems(worker, items)
+    assert [i.path.stem for i in items] == ["test_21_controller_before_boot", "test_23_boot", "test_01_vagrant_vms",
+                                           "test_26_guest_view", "test_40_no_same_net"]
+    groups = {i.path.stem: [m.args[0] for m in i.markers] for i in items}
+    assert groups["test_21_controller_before_boot"] == groups["test_23_boot"] == ["document"]
+    assert groups["test_26_guest_view"] == ["guest-pair"] and groups["test_40_no_same_net"] == []
