@@ -33,6 +33,7 @@ import pytest
 
 from fixtures.guests import BootedGuests
 from fixtures.plugin import FACTORY, Options
+from fixtures.variants import side_by_side
 from flatbed.checks.cirros import Expected, Facts, Mismatch, check_console
 from flatbed.checks.console import console
 from flatbed.checks.expect import Identity
@@ -73,10 +74,11 @@ def why_not(config: pytest.Config) -> str | None:
     return None
 
 
-def start_in_background(config: pytest.Config) -> None:
+def start_in_background(config: pytest.Config, now: bool = False) -> None:
     """Build the disk (cached) and start the inner run once collection is done (e2e/conftest.py),
-    beside the other modules; stopped at the session's end if still going."""
-    if why_not(config) or RUN in config.stash:
+    beside the other modules where the provider brings testbeds up side by side (else ``now``,
+    from the test); stopped at the session's end if still going."""
+    if why_not(config) or RUN in config.stash or not (now or side_by_side(config.stash[FACTORY].options)):
         return
     from flatbed.images.cirros_disk import ensure_cirros_disk
 
@@ -102,7 +104,7 @@ def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
     skip = why_not(pytestconfig)
     if skip:
         pytest.skip(skip)
-    start_in_background(pytestconfig)  # when this module was not collected with the others
+    start_in_background(pytestconfig, now=True)  # not started beside the session, or not collected with it
     rc, output = pytestconfig.stash[RUN].result()
     junit = pytestconfig.stash[JUNIT]
     outcomes = junit_outcomes(junit) if junit.exists() else {}
