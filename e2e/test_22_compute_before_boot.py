@@ -4,17 +4,21 @@
 come with the first instance), there is no br100 (the lazy bridge comes with the first
 instance), eth2 is up and promiscuous with no address, the routes are the document's (without
 libvirt's virbr0, which flatbed does not define: no libvirt network at all), no domain and no
-nova nwfilter exist, but libvirt's built-in filters that nova-base references do. On containers
-nova-compute chose ``libvirt_type=qemu``.
+nova nwfilter exist, but libvirt's built-in filters that nova-base references do. nova-compute
+chose its ``libvirt_type`` from facts before any guest: ``qemu`` without ``/dev/kvm`` (containers),
+a probe boot's verdict with it (VMs with nested KVM), as its start-up line says.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_listing
 from flatbed.node import Node
+from flatbed.provisioning import KVM_CHOICE
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 
@@ -66,9 +70,12 @@ def test_libvirt_has_no_domain_network_or_nova_filter(compute: Node) -> None:
         assert f" {name} " in f" {filters} ".replace("\n", " "), f"libvirt's built-in nwfilter {name} is missing"
 
 
-def test_libvirt_type_is_qemu_on_containers(compute: Node) -> None:
-    if compute.run(["test", "-e", "/dev/kvm"]).ok:
-        pytest.skip(f"{compute.name} has /dev/kvm: the boot probe decides (a VM with nested KVM)")
+def test_libvirt_type_decided_from_facts(compute: Node) -> None:
+    choice = json.loads(compute.check(["cat", KVM_CHOICE]))
+    if compute.run(["test", "-e", "/dev/kvm"]).ok:  # a VM whose CPU offers svm/vmx: the probe boot decides
+        assert choice["source"] == "probe" and choice["libvirt_type"] in ("kvm", "qemu"), choice
+    else:
+        assert (choice["libvirt_type"], choice["source"]) == ("qemu", "device"), choice
     journal = compute.check(["journalctl", "-u", "nova-compute", "-o", "cat", "--no-pager"])
     started = [line for line in journal.splitlines() if "Starting compute node" in line]
-    assert started and started[-1].endswith("libvirt_type=qemu")
+    assert started and started[-1].endswith(f"libvirt_type={choice['libvirt_type']} ({choice['reason']})"), started

@@ -46,6 +46,7 @@ from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
 from flatbed_fixtures.guests import BootedGuests
 from flatbed_fixtures.plugin import FACTORY, Options
+from flatbed_fixtures.variants import side_by_side
 
 pytestmark = pytest.mark.own_testbeds
 
@@ -75,10 +76,11 @@ def why_not(config: pytest.Config) -> str | None:
     return None
 
 
-def start_in_background(config: pytest.Config) -> None:
+def start_in_background(config: pytest.Config, now: bool = False) -> None:
     """Build the disk (cached) and start the inner run once collection is done (e2e/conftest.py),
-    beside the other modules; stopped at the session's end if still going."""
-    if why_not(config) or RUN in config.stash:
+    beside the other modules where the provider brings testbeds up side by side (else ``now``,
+    from the test); stopped at the session's end if still going."""
+    if why_not(config) or RUN in config.stash or not (now or side_by_side(config.stash[FACTORY].options)):
         return
     from flatbed.images.cirros_disk import ensure_cirros_disk
 
@@ -104,7 +106,7 @@ def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
     skip = why_not(pytestconfig)
     if skip:
         pytest.skip(skip)
-    start_in_background(pytestconfig)  # when this module was not collected with the others
+    start_in_background(pytestconfig, now=True)  # not started beside the session, or not collected with it
     rc, output = pytestconfig.stash[RUN].result()
     junit = pytestconfig.stash[JUNIT]
     outcomes = junit_outcomes(junit) if junit.exists() else {}

@@ -18,6 +18,7 @@ import pytest
 from flatbed.checks.runs import REPO, BackgroundRun, FlatbedCli
 from flatbed.topology import load as load_topology
 from flatbed_fixtures.plugin import FACTORY
+from flatbed_fixtures.variants import side_by_side
 
 pytestmark = pytest.mark.own_testbeds
 
@@ -34,9 +35,10 @@ def why_not(config: pytest.Config) -> str | None:
     return None
 
 
-def start_in_background(config: pytest.Config) -> None:
-    """Start the alt.toml run (once collection is done); stopped at the session's end if still going."""
-    if why_not(config) or RUN in config.stash:
+def start_in_background(config: pytest.Config, now: bool = False) -> None:
+    """Start the alt.toml run once collection is done, beside the session where its provider brings
+    testbeds up side by side (else ``now``, from the test); stopped at the session's end if still going."""
+    if why_not(config) or RUN in config.stash or not (now or side_by_side(config.stash[FACTORY].options)):
         return
     run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
         *MODULES, "--topology", str(ALT), f"--destroy={config.stash[FACTORY].options.destroy}", "-q", "-rs")
@@ -48,7 +50,7 @@ def test_alt_topology_passes_21_and_23(pytestconfig: pytest.Config) -> None:
     skip = why_not(pytestconfig)
     if skip:
         pytest.skip(skip)
-    start_in_background(pytestconfig)  # when this module was not collected with the others
+    start_in_background(pytestconfig, now=True)  # not started beside the session, or not collected with it
     rc, output = pytestconfig.stash[RUN].result()
     summary = output.split("short test summary info")[-1]
     assert rc == 0 and re.search(r"\d+ passed", output), (

@@ -19,16 +19,14 @@ from __future__ import annotations
 import html
 import json
 import re
-import selectors
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from flatbed.checks.runs import REPO, FlatbedCli, leftovers_of
+from flatbed.checks.runs import REPO, FlatbedCli, leftovers_of, read_until
 from flatbed.checks.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import parse_fixed_list
 from flatbed.testbed import Testbed
@@ -231,27 +229,8 @@ def test_reuse_refuses_another_topology_in_one_line(kept, flatbed_cli):
 
 
 def test_down_leaves_nothing(kept, flatbed_cli):
+    own = {"nspawn": "sw", "vagrant": "outside"}[Testbed.attach(kept.run_id).state.provider]  # the testbed's namespace
     out = flatbed_cli.run("--testbed", kept.run_id, "down").stdout
-    assert f"removed namespace {kept.run_id}-sw" in out
+    assert f"removed namespace {kept.run_id}-{own}" in out
     assert leftovers_of(kept.run_id) == []
     assert kept.run_id not in [t["run_id"] for t in json.loads(flatbed_cli.run("list", "--json").stdout)["testbeds"]]
-
-
-def read_until(proc: subprocess.Popen, pattern: re.Pattern, timeout: float) -> str:
-    """Read a process's stdout until ``pattern`` matches; the timeout names what was awaited."""
-    seen: list[str] = []
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    started = time.monotonic()
-
-    def matched() -> bool:
-        for _ in selector.select(timeout=0.5):
-            line = proc.stdout.readline()
-            if line:
-                seen.append(line)
-        return bool(pattern.search("".join(seen))) or proc.poll() is not None
-
-    wait_until(matched, timeout=timeout, interval=0, what=f"`flatbed console` to show {pattern.pattern}",
-               describe=lambda: f"after {time.monotonic() - started:.0f} s it showed: {''.join(seen)[-500:]!r}")
-    return "".join(seen)
-

@@ -10,6 +10,7 @@ resources (the session's testbed, other users' testbeds on this host).
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -25,6 +26,10 @@ from flatbed.waiters import wait_until
 pytestmark = pytest.mark.own_testbeds
 
 DECOY = f"fbdecoy-{os.getpid()}"   # "fb" but not a run tag (fb + 6 hex digits + "-"): clean must not touch it
+# The progress line saying the nodes run, provisioning not done (containers; VMs), and the
+# namespace every testbed of a provider has (the switch; the private libvirtd's, the outside host).
+NODES_RUNNING = re.compile(r"containers running|vagrant: \d+ VMs up in")
+OWN_NAMESPACE = {"nspawn": "sw", "vagrant": "outside"}
 
 
 def start_up_and_kill_it_mid_bring_up(cli: FlatbedCli) -> str:
@@ -40,10 +45,10 @@ def start_up_and_kill_it_mid_bring_up(cli: FlatbedCli) -> str:
                 lines.append(line)
         if proc.poll() is not None:
             raise AssertionError(f"flatbed up ended (rc {proc.returncode}) before it was killed:\n{''.join(lines)}")
-        return any("containers running" in line for line in lines)
+        return any(NODES_RUNNING.search(line) for line in lines)
 
     try:
-        wait_until(containers_running, timeout=RUN_TIMEOUT, interval=0, what="`flatbed up` to start its containers",
+        wait_until(containers_running, timeout=RUN_TIMEOUT, interval=0, what="`flatbed up` to start its nodes",
                    describe=lambda: "".join(lines)[-1000:])
         run = cli.testbed_of(proc.pid)  # while it lives: its state file names it as the owner
     finally:
@@ -66,13 +71,16 @@ def test_clean_after_sigkill_mid_bring_up_leaves_nothing(flatbed_cli):
         left = leftovers_of(run)
         assert any(item.startswith(f"namespace {run}-") for item in left), left
         assert any(item.startswith("process ") for item in left), left
-        assert state.TestbedState.load(run).status == "creating"
+        recorded = state.TestbedState.load(run)
+        assert recorded.status == "creating"
+        provider = recorded.provider
 
         started = time.monotonic()
         out = cli.run("clean").stdout
         took = time.monotonic() - started
         assert f"removed {run} (bring-up interrupted (its process is gone)):" in out, out
-        assert f"  namespace {run}-sw" in out and f"  state file {state.state_root() / run / 'state.json'}" in out
+        own = OWN_NAMESPACE[provider]
+        assert f"  namespace {run}-{own}" in out and f"  state file {state.state_root() / run / 'state.json'}" in out
         assert leftovers_of(run) == [], out
         # Nothing else was touched: the look-alike, our testbeds that are up, and no other run's
         # namespace is among what clean removed (other users' testbeds may come and go meanwhile).

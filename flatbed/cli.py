@@ -301,7 +301,8 @@ def cmd_ssh(args: argparse.Namespace) -> int:
         argv = command if command else ["/bin/bash", "-l"]
         if len(command) == 1:
             argv = ["/bin/sh", "-c", command[0]]
-        return run_in_pty(bed.node(args.target).host_argv(argv, tty=True))
+        node = bed.node(args.target)
+        return run_in_pty(node.host_argv(argv, tty=True), relayed=node.relays_terminal)
     return _ssh_guest(bed, args, command)
 
 

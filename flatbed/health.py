@@ -12,6 +12,7 @@ judgement is pure, so each verdict is unit-tested from canned facts:
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flatbed.errors import FlatbedError
+from flatbed.provisioning import KVM_CHOICE
 
 if TYPE_CHECKING:
     from flatbed.testbed import Testbed
@@ -46,6 +48,7 @@ class NodeFacts:
     units: dict[str, str] = field(default_factory=dict)   # unit -> active|socket-activated|failed|absent|...
     bridges: dict[str, tuple[str, ...]] = field(default_factory=dict)  # bridge -> IPv4 addresses (absent: missing)
     dnsmasq: int | None = None                            # pid serving the flat bridge's hostsfile
+    libvirt_type: str = ""                                # a compute's choice for this boot: "kvm (why)"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ def probe_script(topo: Topology, role: str) -> str:
         lines.append(f'if systemctl cat {unit}.service >/dev/null 2>&1; then echo "unit {unit} '
                      f'$(systemctl is-active {unit}.service) $(systemctl is-active {unit}.socket 2>/dev/null)"; '
                      f'else echo "unit {unit} absent"; fi')
+    if role == "compute":  # nova-compute's libvirt_type for this boot (stack/nova/virt/libvirt/kvmprobe.py)
+        lines.append(f"echo \"virt $(tr -d '\\n' < {KVM_CHOICE} 2>/dev/null)\"")
     if role == "controller":
         bridge = shlex.quote(topo.flat.bridge)
         flags = topo.nova_flags(topo.controller)
@@ -87,7 +92,7 @@ def probe_script(topo: Topology, role: str) -> str:
 
 def parse_probe(name: str, role: str, text: str) -> NodeFacts:
     """Facts from the probe's output (see :func:`probe_script`)."""
-    system, failed, units, bridges, dnsmasq = "", [], {}, {}, None
+    system, failed, units, bridges, dnsmasq, libvirt_type = "", [], {}, {}, None, ""
     for line in text.splitlines():
         key, _, rest = line.strip().partition(" ")
         words = rest.split()
@@ -105,8 +110,19 @@ def parse_probe(name: str, role: str, text: str) -> NodeFacts:
                 bridges[words[0]] = tuple(words[1:])
         elif key == "dnsmasq" and words and words[0].isdigit():
             dnsmasq = int(words[0])
+        elif key == "virt":
+            libvirt_type = describe_libvirt_type(rest)
     return NodeFacts(name=name, role=role, system=system, failed_units=tuple(failed), units=units,
-                     bridges=bridges, dnsmasq=dnsmasq)
+                     bridges=bridges, dnsmasq=dnsmasq, libvirt_type=libvirt_type)
+
+
+def describe_libvirt_type(recorded: str) -> str:
+    """``kvm (why)`` from nova-compute's recorded choice (JSON); "" when there is none."""
+    try:
+        choice = json.loads(recorded)
+        return f"{choice['libvirt_type'] or 'undecided'} ({choice['reason']})"
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def judge(topo: Topology, facts: Iterable[NodeFacts]) -> list[Check]:

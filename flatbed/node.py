@@ -80,6 +80,10 @@ class Node(ABC):
     def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
         """Run argv on the node; raise NodeGoneError when the node is not running."""
 
+    # Whether ``host_argv(..., tty=True)`` relays the caller's terminal to one of its own (``ssh -t``),
+    # switching the caller's to raw mode once connected (flatbed.terminal.run_in_pty waits for that).
+    relays_terminal = False
+
     def host_argv(self, argv: list[str], *, tty: bool = False) -> list[str]:
         """The host command line that runs ``argv`` on the node with the caller's stdio attached.
 

@@ -97,6 +97,8 @@ def drop_connections(netns: str | None = None) -> None:
 class SSHNode(Node):
     """A node reached over SSH; ``is_running`` tells a dead connection from a stopped machine."""
 
+    relays_terminal = True  # OpenSSH's ssh -t
+
     def __init__(self, name: str, role: str, target: SSHTarget, is_running: Callable[[], bool]):
         super().__init__(name, role)
         self.target = target

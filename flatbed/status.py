@@ -97,26 +97,28 @@ def gather(testbed: Testbed, *, network: bool = False) -> Snapshot:
         except FlatbedError:
             return ()
 
+    def tap(guest: Guest) -> str | None:
+        if not (network and guest.compute and guest.instance_name):
+            return None
+        try:
+            return next((nic.tap for nic in domains.nics(guest.node, guest.instance_name) if nic.tap), None)
+        except FlatbedError:  # no running domain (BUILD, deleted meanwhile)
+            return None
+
     with ThreadPoolExecutor(max_workers=len(topo.nodes) + 1) as pool:
         facts_future = pool.submit(health.probe, testbed)
-        nic_futures = {n.name: pool.submit(nics, n.name) for n in topo.nodes} if network else {}
         guests_error = ""
         try:
             guests = cloud.guests()
         except FlatbedError as e:
             guests, guests_error = [], str(e)
+        # The NICs after the guest list, each guest's tap with them: a guest that came up in
+        # between has its tap among its compute's NICs (else it would hang off the flat NIC).
+        tap_futures = [pool.submit(tap, guest) for guest in guests]
+        nic_futures = {n.name: pool.submit(nics, n.name) for n in topo.nodes} if network else {}
         facts = facts_future.result()
+        rows = [GuestRow(guest, f.result()) for guest, f in zip(guests, tap_futures, strict=True)]
         node_nics = {name: f.result() for name, f in nic_futures.items()}
-
-    rows = []
-    for guest in guests:
-        tap = None
-        if network and guest.compute:
-            try:
-                tap = next((nic.tap for nic in domains.nics(guest.node, guest.instance_name) if nic.tap), None)
-            except FlatbedError:
-                tap = None
-        rows.append(GuestRow(guest, tap))
     by_name = {f.name: f for f in facts}
     return Snapshot(
         run_id=testbed.run_id, topology=topo.name, provider=testbed.state.provider, status=testbed.state.status,
@@ -152,6 +154,8 @@ def node_services(facts: health.NodeFacts, bridge: str) -> str:
         parts.append(f"{bridge} {' '.join(facts.bridges[bridge]) or 'no address'}" if bridge in facts.bridges
                      else f"{bridge} missing")
         parts.append(f"dnsmasq {facts.dnsmasq}" if facts.dnsmasq else "dnsmasq not running")
+    if facts.role == "compute":
+        parts.append(f"libvirt_type {facts.libvirt_type or 'not decided yet'}")
     if facts.failed_units:
         parts.append(f"failed: {' '.join(facts.failed_units)}")
     return ", ".join(parts)
@@ -198,8 +202,10 @@ def _label(*lines: str) -> str:
 
 
 def to_dot(snap: Snapshot, management_if: str, flat_if: str) -> str:
-    """Graphviz source: networks as ellipses, nodes as clusters of NICs/bridges/taps, guests on taps."""
+    """Graphviz source: networks as ellipses, nodes as clusters of NICs/bridges/taps, guests on their
+    taps (a guest without one, dashed to the flat bridge; never to the flat NIC, which it is not on)."""
     mgmt, flat = _id("net", "management"), _id("net", "flat")
+    bridge = snap.flat.split()[-1]
     out = ["graph testbed {",
            "  graph [rankdir=TB, fontname=Helvetica, fontsize=11, labelloc=t,",
            f"         label={_q(f'flatbed {snap.run_id} — {snap.topology} ({snap.provider}, {snap.status})')}];",
@@ -227,14 +233,16 @@ def to_dot(snap: Snapshot, management_if: str, flat_if: str) -> str:
                 out.append(f"    {_id(row.name, nic.master)} -- {_id(row.name, nic.name)};")
             elif nic.master:
                 out.append(f"    {_id(row.name, nic.name)} -- {_id(row.name, nic.master)};")
-        for g in guests_on.get(row.name, []):
-            gid = _id("guest", g.info.name)
-            label = _label(g.info.name, g.info.ip or "no IP", g.info.status, g.info.instance_name)
-            out.append(f"    {gid} [shape=component, style=filled, fillcolor=lightyellow, label={label}];")
-            tap = g.tap if g.tap and any(n.name == g.tap for n in nics) else None
-            out.append(f"    {_id(row.name, tap) if tap else _id(row.name, flat_if)} -- {gid};")
-        out.append("  }")
         names = {n.name for n in nics}
+        for g in guests_on.get(row.name, []):
+            gid = _id("guest", g.info.uuid)  # names can repeat; a uuid cannot
+            label = _label(g.info.name, g.info.ip or "no IP", g.info.status, g.info.instance_name or "no domain")
+            out.append(f"    {gid} [shape=component, style=filled, fillcolor=lightyellow, label={label}];")
+            if g.tap and g.tap in names:
+                out.append(f"    {_id(row.name, g.tap)} -- {gid};")
+            elif bridge in names:  # no tap (yet): dashed, to the bridge it will be plugged into
+                out.append(f"    {_id(row.name, bridge)} -- {gid} [style=dashed, label=\"no tap\"];")
+        out.append("  }")
         if management_if in names:
             out.append(f"  {mgmt} -- {_id(row.name, management_if)};")
         if flat_if in names:

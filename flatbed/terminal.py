@@ -17,12 +17,16 @@ import signal
 import struct
 import sys
 import termios
+import time
 import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 EOT = b"\x04"  # what a terminal sends for Ctrl-D: end of input for the program on the pty
+# A relaying program (ssh -t) switches our pty to raw mode once its session is up (connect and
+# login); piped input waits for that, at most this long.
+RAW_TIMEOUT = 60.0
 
 
 @contextmanager
@@ -54,8 +58,14 @@ def _copy_window_size(src: int, dst: int) -> None:
     fcntl.ioctl(dst, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def run_in_pty(argv: list[str]) -> int:
-    """Run ``argv`` on a new pseudo-terminal relaying our stdin/stdout; return its exit code."""
+def run_in_pty(argv: list[str], *, relayed: bool = False) -> int:
+    """Run ``argv`` on a new pseudo-terminal relaying our stdin/stdout; return its exit code.
+
+    ``relayed``: ``argv`` relays the terminal to one of its own (``ssh -t``) and puts ours in raw
+    mode when its session is up. Piped input is then held until it has: typed into a pty still in
+    canonical mode it would be echoed here, and its end (Ctrl-D) would reach the program as a NUL
+    byte instead of the end of input on the remote terminal.
+    """
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     pid, master = pty.fork()
     if pid == 0:  # child: the pty is its controlling terminal and stdio
@@ -68,7 +78,7 @@ def run_in_pty(argv: list[str]) -> int:
     previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_window_size(stdin, master))
     try:
         with raw_terminal(stdin) as is_tty:
-            _relay_fd(stdin, stdout, master, is_tty)
+            _relay_fd(stdin, stdout, master, is_tty, relayed)
     finally:
         signal.signal(signal.SIGWINCH, previous)
         os.close(master)
@@ -76,11 +86,21 @@ def run_in_pty(argv: list[str]) -> int:
     return _exit_code(status)
 
 
-def _relay_fd(stdin: int, stdout: int, master: int, is_tty: bool) -> None:
+def _is_raw(master: int) -> bool:
+    """Whether the program on the pty has switched it out of canonical mode."""
+    return not termios.tcgetattr(master)[3] & termios.ICANON
+
+
+def _relay_fd(stdin: int, stdout: int, master: int, is_tty: bool, relayed: bool = False) -> None:
     inputs = [stdin, master]
+    held, ended = b"", False           # piped input not passed on yet, and whether it has ended
+    hold_until = time.monotonic() + RAW_TIMEOUT if relayed and not is_tty else 0.0
     while True:
+        if (held or ended) and (time.monotonic() >= hold_until or _is_raw(master)):
+            os.write(master, held + (EOT if ended else b""))  # EOT: a piped script ended, end of input there too
+            held, ended, hold_until = b"", False, 0.0
         try:
-            ready, _, _ = select.select(inputs, [], [])
+            ready, _, _ = select.select(inputs, [], [], 0.1 if held or ended else None)
         except InterruptedError:  # SIGWINCH
             continue
         if master in ready:
@@ -93,12 +113,13 @@ def _relay_fd(stdin: int, stdout: int, master: int, is_tty: bool) -> None:
             os.write(stdout, data)
         if stdin in ready:
             data = os.read(stdin, 65536)
-            if data:
-                os.write(master, data)
-            else:
+            if not data:
                 inputs.remove(stdin)
-                if not is_tty:
-                    os.write(master, EOT)  # a piped script ended: end of input on the node too
+                ended = not is_tty
+            elif hold_until:
+                held += data
+            else:
+                os.write(master, data)
 
 
 def relay_channel(channel: Any) -> int:

@@ -92,10 +92,8 @@ class Testbed:
         self.state.save()
         self.provider.create(base)
         # Only the controller's store gets the image; computes fetch it from nova-api on first use.
-        provisioning.push_guest_image(self.controller, guest)
-        # Controller first: computes register with its nova-network when they start.
-        for node in self.topology.stack_nodes:
-            provisioning.provision(self.node(node.name), self.topology, self.progress)
+        provisioning.provision_nodes(self.node, self.topology, self.progress,
+                                     alongside=lambda: provisioning.push_guest_image(self.controller, guest))
         self.state.status = "up"
         self.state.save()
         self.progress(f"testbed {self.run_id} up in {time.monotonic() - started:.1f} s")

@@ -275,6 +275,8 @@ class _Parser:
                 dmz = self.cidr(value, where)
                 if dmz.overlaps(flat.cidr):
                     raise self.fail(where, f"{dmz} overlaps networks.flat.cidr {flat.cidr}")
+            if key == "libvirt_type" and value not in ("kvm", "qemu"):
+                raise self.fail(where, f"{value!r} must be kvm or qemu (leave it out: each compute decides)")
             if key == "dhcp_lease_time" and (isinstance(value, bool) or not isinstance(value, int) or value < 60):
                 raise self.fail(where, f"{value!r} must be an integer number of seconds >= 60")
         flags.update(raw)

@@ -1,11 +1,16 @@
 #!/usr/bin/python3
 """Provision one node for its role; the same script runs on container and VM nodes.
 
-Usage (on the node, as root):  python3 /opt/flatbed/provision/provision.py /opt/flatbed/node.json
+Usage (on the node, as root):  python3 /opt/flatbed/provision/provision.py /opt/flatbed/node.json [STAGE]
 
 The host pushes this directory, the stack (``/opt/flatbed/stack``) and ``node.json`` (rendered
-from the topology by ``flatbed.provisioning``), then runs this. Only Debian's python3 and the
-base image's tools are used. Every step is idempotent: running it twice changes nothing.
+from the topology by ``flatbed.provisioning``), then runs this. Only Debian's python3, the base
+image's tools and the pushed stack are used. Every step is idempotent: running it twice changes
+nothing.
+
+STAGE (default ``all``) splits a compute in two, so that the host can prepare computes while the
+controller is provisioned: ``prepare`` (everything up to libvirt and the KVM choice) and ``start``
+(nova-compute, which registers with the controller's nova-network, so after the controller).
 """
 
 from __future__ import annotations
@@ -102,7 +107,6 @@ def syslog(cfg: dict, hostname_changed: bool) -> None:
     changed = write(Path("/etc/rsyslog.d/00-flatbed-traditional.conf"),
                     "# The document greps /var/log/syslog lines in the traditional format.\n"
                     "$ActionFileDefaultTemplate RSYSLOG_TraditionalFileFormat\n")
-    sh("systemctl", "enable", "--quiet", "rsyslog.service")
     # rsyslog stamps lines with the hostname it read at start.
     restart("rsyslog.service", changed or hostname_changed)
 
@@ -134,9 +138,17 @@ def install_stack() -> bool:
     return changed
 
 
+def enable(*units: str) -> None:
+    """Enable the units not enabled yet, without a daemon reload: each ``systemctl enable`` reloads
+    systemd (seconds of TCG on a VM node) and runs update-rc.d for units with an init script."""
+    todo = [u for u in units if sh("systemctl", "is-enabled", "--quiet", u, check=False).returncode != 0]
+    if todo:
+        sh("systemctl", "enable", "--quiet", "--no-reload", *todo)
+
+
 def restart(unit: str, changed: bool) -> bool:
     """Enable ``unit``; (re)start it when its inputs changed or it is not running. True if it was."""
-    sh("systemctl", "enable", "--quiet", unit)
+    enable(unit)
     if changed or sh("systemctl", "is-active", "--quiet", unit, check=False).returncode != 0:
         sh("systemctl", "restart", unit)
         return True
@@ -166,8 +178,11 @@ def controller(cfg: dict, changed: bool) -> None:
            f"--network_size={ipaddress.ip_network(flat['cidr']).num_addresses}")
         changed = True
     # Only computes run libvirt; the controller's would add virbr0-free but needless daemons.
-    sh("systemctl", "disable", "--now", "--quiet", "libvirtd.service", "libvirtd.socket",
-       "libvirtd-ro.socket", "libvirtd-admin.socket", check=False)
+    libvirt = ("libvirtd.service", "libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket")
+    enabled = [u for u in libvirt if sh("systemctl", "is-enabled", "--quiet", u, check=False).returncode == 0]
+    if enabled:
+        sh("systemctl", "disable", "--quiet", "--no-reload", *enabled, check=False)
+    sh("systemctl", "stop", *libvirt, check=False)
     # Essex's iptables manager puts the jumps of the binary that applied last *first* in the
     # shared chains; the document lists nova-network's before nova-api's, so nova-api (when
     # installed) applies first and nova-network is (re)started after it.
@@ -203,25 +218,61 @@ def bridge_netfilter() -> None:
         knob.write_text("1\n")
 
 
-def compute(cfg: dict, changed: bool) -> None:
+# A compute prepared with changed inputs restarts nova-compute at its start stage (another process).
+RESTART_PENDING = Path("/run/flatbed-provision/nova-compute-changed")
+
+
+def compute_prepare(cfg: dict, changed: bool) -> None:
     bridge_netfilter()
     restart("libvirtd.service", False)
+    # libvirt probes QEMU's capabilities at its first domain (seconds of TCG): now, not in a boot.
+    sh("virsh", "-c", "qemu:///system", "capabilities")
+    step(f"{cfg['node']['name']}: libvirt_type {kvm_choice(cfg).describe()}")
+    if changed:
+        RESTART_PENDING.parent.mkdir(parents=True, exist_ok=True)
+        RESTART_PENDING.touch()
+
+
+def kvm_choice(cfg: dict):
+    """nova-compute's libvirt_type for this boot, decided (and recorded) by the stack's own code."""
+    sys.path.insert(0, str(STACK))
+    from nova.virt.libvirt import kvmprobe
+
+    flags = cfg["nova_flags"]
+    return kvmprobe.decide(str(flags.get("libvirt_type", "")),
+                           str(flags.get("instances_path", "/var/lib/nova/instances")))
+
+
+def compute_start(cfg: dict, changed: bool) -> None:
+    changed |= RESTART_PENDING.exists()
+    # Type=notify: returns once nova-compute has registered with the controller's nova-network.
     restart("nova-compute.service", changed)
+    RESTART_PENDING.unlink(missing_ok=True)
 
 
-def main(path: str) -> None:
+def main(path: str, stage: str = "all") -> None:
     cfg = json.loads(Path(path).read_text())
     role = cfg["node"]["role"]
-    step(f"{cfg['node']['name']}: role {role}")
-    syslog(cfg, hostname(cfg))
-    resolver()
-    interfaces(cfg)
-    changed = nova_conf(cfg) | install_stack()
-    {"controller": controller, "compute": compute}[role](cfg, changed)
+    step(f"{cfg['node']['name']}: role {role}, stage {stage}")
+    changed = False
+    if stage in ("all", "prepare"):
+        syslog(cfg, hostname(cfg))
+        resolver()
+        interfaces(cfg)
+        changed = nova_conf(cfg) | install_stack()
+    if role == "controller":
+        controller(cfg, changed)
+    else:
+        if stage in ("all", "prepare"):
+            compute_prepare(cfg, changed)
+        if stage in ("all", "start"):
+            compute_start(cfg, changed)
     step(f"{cfg['node']['name']}: done")
 
 
+STAGES = ("all", "prepare", "start")
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: provision.py NODE_JSON")
-    main(sys.argv[1])
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in STAGES):
+        raise SystemExit(f"usage: provision.py NODE_JSON [{'|'.join(STAGES)}]")
+    main(*sys.argv[1:])

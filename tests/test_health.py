@@ -51,6 +51,13 @@ def test_parse_probe_reads_every_fact():
     assert facts.failed_units == ("foo.service",)
 
 
+def test_parse_probe_reads_a_computes_libvirt_type():
+    recorded = '{"libvirt_type": "qemu", "reason": "/dev/kvm is missing or not accessible", "source": "device"}'
+    facts = parse_probe("compute-1", "compute", COMPUTE_OK + f"virt {recorded}\n")
+    assert facts.libvirt_type == "qemu (/dev/kvm is missing or not accessible)"
+    assert parse_probe("compute-1", "compute", COMPUTE_OK + "virt \n").libvirt_type == ""  # not recorded yet
+
+
 def test_idle_libvirtd_behind_its_socket_counts_as_running(topo):
     # Debian's libvirtd exits after 120 s idle (--timeout 120); its socket starts it again.
     facts = parse_probe("compute-1", "compute", COMPUTE_OK)

@@ -209,3 +209,13 @@ def test_vagrantfile_refuses_to_run_without_flatbeds_config():
                           env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode != 0
     assert re.search(r"FLATBED_VAGRANT_CONFIG is not set", proc.stderr)
+
+
+def test_a_second_vm_testbed_comes_up_beside_the_first_only_with_room_for_both():
+    from flatbed.providers.vagrant import capacity
+
+    cores, mib = capacity.testbed_needs()
+    assert (cores, mib) == (3, 512 + 1024 + 1024 + 3 * capacity.OVERHEAD_MIB)
+    assert not capacity.two_testbeds_fit(cores=2, free_mib=64 * 1024)       # this machine kind: one at a time
+    assert not capacity.two_testbeds_fit(cores=16, free_mib=mib)            # cores, but memory for one
+    assert capacity.two_testbeds_fit(cores=6, free_mib=2 * mib)

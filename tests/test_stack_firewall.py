@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -419,38 +418,6 @@ def test_domain_xml(kind: str, topo: Topology) -> None:
 def test_filter_parameters_without_same_net() -> None:
     assert libvirt_firewall.filter_parameters(network("10.0.0.2", MAC9), False) == (
         ("IP", "10.0.0.2"), ("DHCPSERVER", "10.0.0.1"))
-
-
-# --- libvirt_type probe ---------------------------------------------------------------------
-
-def _fake_qemu(tmp_path: Path, body: str) -> str:
-    script = tmp_path / "qemu"
-    script.write_text(f"#!/bin/sh\n{body}\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return str(script)
-
-
-def _probe_setup(tmp_path: Path) -> tuple[str, str]:
-    image = tmp_path / "instances" / "_base" / "abc"
-    image.mkdir(parents=True)
-    for name in ("kernel", "ramdisk", "image.json"):
-        (image / name).write_text("x")
-    device = tmp_path / "kvm"
-    device.write_text("")
-    return str(tmp_path / "instances"), str(device)
-
-
-def test_probe_kvm_only_when_a_guest_boots(tmp_path: Path) -> None:
-    instances, device = _probe_setup(tmp_path)
-    booted = _fake_qemu(tmp_path, 'echo "[    0.9] Run /init as init process"; sleep 30')
-    assert connection.probe_virt_type(instances, qemu=booted, kvm_device=device) == "kvm"
-    dies = _fake_qemu(tmp_path, "echo 'failed to set MSR 0x10a'; exit 1")
-    assert connection.probe_virt_type(instances, qemu=dies, kvm_device=device) == "qemu"
-    hangs = _fake_qemu(tmp_path, "echo 'Decompressing Linux... Parsing ELF... done.'; sleep 30")
-    assert connection.probe_virt_type(instances, qemu=hangs, kvm_device=device, timeout=0.5) == "qemu"
-    assert connection.probe_virt_type(instances, qemu=booted, kvm_device=str(tmp_path / "none")) == "qemu"
-    # KVM there but nothing cached to boot yet: undecided, probed again at the first instance.
-    assert connection.probe_virt_type(str(tmp_path / "empty"), qemu=booted, kvm_device=device) == ""
 
 
 def test_instance_id_from_name() -> None:

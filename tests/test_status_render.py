@@ -16,7 +16,8 @@ CONTROLLER = NodeFacts("controller-1", "controller", system="running",
                        units={"nova-network": "active", "nova-api": "absent"},
                        bridges={"br100": ("10.0.0.1/24",)}, dnsmasq=256)
 COMPUTE = NodeFacts("compute-1", "compute", system="running",
-                    units={"nova-compute": "active", "libvirtd": "socket-activated"})
+                    units={"nova-compute": "active", "libvirtd": "socket-activated"},
+                    libvirt_type="kvm (the node's kernel reached userspace under KVM in 4 s)")
 GUEST = Guest(name="cirros", uuid="45f2", status="ACTIVE", ip="10.0.0.2", compute="compute-1",
                   instance_name="instance-00000009", mac="fa:16:3e:07:b0:07", lease="leased", in_hostsfile=True)
 
@@ -55,6 +56,7 @@ def test_table_lists_nodes_services_and_guests():
     assert "nova-network active, br100 10.0.0.1/24, dnsmasq 256" in ctl
     assert "nova-api" not in ctl                      # not installed: not listed
     assert "libvirtd socket-activated" in text
+    assert "libvirt_type kvm (the node's kernel reached userspace under KVM in 4 s)" in text   # each compute's choice
     guest_header = next(line for line in lines if line.startswith("GUEST"))
     assert guest_header.split() == ["GUEST", "STATUS", "IP", "MAC", "LEASE", "HOSTSFILE", "COMPUTE", "INSTANCE"]
     row = next(line for line in lines if line.startswith("cirros"))
@@ -93,12 +95,25 @@ def test_picture_wires_networks_nics_bridges_taps_and_guests():
     assert '"net/flat" -- "compute-1/eth2";' in dot
     assert '"compute-1/eth2" -- "compute-1/br100";' in dot
     assert '"compute-1/br100" -- "compute-1/vnet0";' in dot
-    assert '"compute-1/vnet0" -- "guest/cirros";' in dot          # the guest hangs on its tap
+    assert '"compute-1/vnet0" -- "guest/45f2";' in dot            # the guest (by uuid) hangs on its tap
     assert "10.0.0.2" in dot and "instance-00000009" in dot
     assert 'subgraph "cluster_compute-1"' in dot
     # Nodes without interface data (not gathered) still get their topology NICs.
     assert '"net/flat" -- "controller-1/eth2";' in dot
     assert '"net/flat" -- "outside/eth2";' not in dot             # the outside host is not on the flat network
+
+
+def test_picture_never_hangs_a_guest_off_the_flat_nic():
+    """A guest without a tap (BUILD, or its domain gone) is dashed to the bridge; a second guest of
+    the same name is a second guest."""
+    building = Guest(name="cirros", uuid="77aa", status="BUILD", ip=None, compute="compute-1", instance_name=None)
+    dot = to_dot(snapshot(guests=(GuestRow(GUEST, "vnet0"), GuestRow(building, None)),
+                          nics=parse_ip_addr(IP_ADDR_COMPUTE)), "eth1", "eth2")
+    assert '"compute-1/vnet0" -- "guest/45f2";' in dot
+    assert '"compute-1/br100" -- "guest/77aa" [style=dashed, label="no tap"];' in dot
+    assert '-- "guest/' not in dot.replace('"compute-1/vnet0" -- "guest/45f2"', "").replace(
+        '"compute-1/br100" -- "guest/77aa"', "")
+    assert '"compute-1/eth2" -- "guest/' not in dot
 
 
 def test_picture_quotes_odd_names():

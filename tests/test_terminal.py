@@ -34,3 +34,30 @@ def test_end_of_piped_input_reaches_the_program():
 def test_killed_program_reports_the_shells_convention():
     proc = in_pty("kill -9 $$", "")
     assert proc.returncode == 128 + 9
+
+
+# A program that relays the terminal as ssh -t does: it reads nothing until it has put the pty in
+# raw mode (after "connecting"), then passes bytes on; ^D ends its input as on a remote terminal.
+RELAY = """
+import os, sys, termios, time, tty
+time.sleep(0.5)
+tty.setraw(0)
+data = b""
+while not data.endswith(b"\\x04"):
+    chunk = os.read(0, 1024)
+    if not chunk:
+        break
+    data += chunk
+os.write(1, repr(data).encode() + b"\\n")
+"""
+
+
+def test_piped_input_to_a_relaying_program_waits_for_its_raw_mode(tmp_path):
+    relay = tmp_path / "relay.py"
+    relay.write_text(RELAY)
+    code = ("import sys; from flatbed.terminal import run_in_pty; "
+            f"sys.exit(run_in_pty([sys.executable, {str(relay)!r}], relayed=True))")
+    proc = subprocess.run([sys.executable, "-c", code], input="hostname\n", capture_output=True, text=True,
+                          timeout=30, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    # Neither echoed by a canonical pty before the relay was up, nor its end turned into a NUL byte.
+    assert proc.stdout.strip() == repr(b"hostname\n\x04"), proc.stdout

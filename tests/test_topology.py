@@ -106,6 +106,7 @@ BAD = [
     (('bridge = "br100"', 'bridge = "br100"\ncolour = "blue"'), "networks.flat.colour", "unknown key"),
     (('dhcp_lease_time = 120', 'dhcp_lease_time = "soon"'), "nova.dhcp_lease_time", "seconds"),
     (('dhcp_lease_time = 120', 'fixed_range = "10.0.0.0/24"'), "nova.fixed_range", "derived"),
+    (("dhcp_lease_time = 120", "dhcp_lease_time = 120\nlibvirt_type = \"xen\""), "nova.libvirt_type", "kvm or qemu"),
     (('role = "controller"', 'role = "compute"'), "nodes", "exactly one node with role 'controller'"),
     (('name = "t"', 'name = "t"\nfirst_instance_id = 0'), "first_instance_id", "positive integer"),
     (('[[nodes]]\nname = "outside"', '[[nodes]]\naddress = "192.168.56.9"\nname = "outside"'),

@@ -9,14 +9,18 @@ and the kept-testbed test itself runs ``pytest e2e/ --reuse``).
 from __future__ import annotations
 
 import os
+import re
+import selectors
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from flatbed.checks.timeouts import RUN_TIMEOUT
+from flatbed.waiters import wait_until
 
 REPO = Path(__file__).resolve().parents[2]  # this checkout: what the subprocesses run
 
@@ -118,3 +122,23 @@ def leftovers_of(run_id: str) -> list[str]:
                 found.append(f"process {entry.name}: {cmdline[:120]}")
     return found
 
+
+
+def read_until(proc: subprocess.Popen, pattern: re.Pattern, timeout: float) -> str:
+    """A process's stdout (``flatbed console``) until ``pattern`` matches or it exits; the timeout
+    names what was awaited and what it showed."""
+    seen: list[str] = []
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    started = time.monotonic()
+
+    def matched() -> bool:
+        for _ in selector.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if line:
+                seen.append(line)
+        return bool(pattern.search("".join(seen))) or proc.poll() is not None
+
+    wait_until(matched, timeout=timeout, interval=0, what=f"`flatbed console` to show {pattern.pattern}",
+               describe=lambda: f"after {time.monotonic() - started:.0f} s it showed: {''.join(seen)[-500:]!r}")
+    return "".join(seen)

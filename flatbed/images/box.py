@@ -7,7 +7,12 @@ Built from the same base root the containers use, plus what only a VM needs:
 - ``udev`` and ``qemu-guest-agent``, installed with ``dpkg -i`` in a chroot of the root behind a
   ``policy-rc.d`` that refuses to start services; vagrant-libvirt learns each
   VM's management address from the agent, since the management network has no DHCP;
-- ``box/rootfs/`` (the boot-time identity unit, fstab, module lists) and no SSH host keys.
+- ``box/rootfs/`` (the boot-time identity unit, fstab, module lists, no MAC policy of udev's
+  own for bridges, one ed25519 host key made at first boot, the ``multi-user`` target and the
+  units the document does not need masked: each costs seconds of TCG at every boot) and no SSH
+  host keys;
+- the kernel and initramfs once more, under :data:`PROBE_DIR`: what nova-compute boots under
+  ``-accel kvm`` to decide its ``libvirt_type`` before any image is cached.
 
 Booting is libvirt direct kernel boot: ``vmlinuz`` plus a small busybox initramfs made from
 ``box/init`` that loads the virtio disk/NIC modules, names the NICs by MAC and switches to the
@@ -42,7 +47,7 @@ from flatbed.images.progress import Progress, Stopwatch, default_progress
 KIND = "box"
 SUITE = "bookworm"
 # Bump when the build steps below change in a way that changes the result.
-RECIPE = "box-1"
+RECIPE = "box-2"
 
 BOX_SRC = Path(__file__).resolve().parents[2] / "box"
 BUSYBOX = "busybox-static"
@@ -56,6 +61,8 @@ BOX_PREFIX = "flatbed-node"
 # Base command line; the project's Vagrantfile adds the per-node flatbed.* parameters.
 KERNEL_CMDLINE = "root=/dev/vda ro console=ttyS0 net.ifnames=0"
 BOX_FILES = ("metadata.json", "Vagrantfile", "box.img", "vmlinuz", "initrd.img")
+# Inside the root: the kernel and initramfs nova-compute's KVM probe boots (stack/nova/virt/libvirt/kvmprobe.py).
+PROBE_DIR = "usr/lib/flatbed/kvm-probe"
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,10 @@ def _build(tmp: Path, base: BaseImage, versions: dict[str, str], files: dict[str
 
     modules = _initramfs(tmp, debs, root, kver)
     progress(f"box: kernel {kver}, initramfs modules {' '.join(modules)}")
+    probe = root / PROBE_DIR
+    probe.mkdir(parents=True)
+    for name in ("vmlinuz", "initrd.img"):
+        shutil.copyfile(tmp / name, probe / name)
 
     watch = Stopwatch()
     raw = tmp / "disk.raw"

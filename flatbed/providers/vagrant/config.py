@@ -14,9 +14,10 @@ from flatbed.providers.vagrant.naming import RunNames
 from flatbed.topology import Node as TopologyNode
 from flatbed.topology import Topology
 
-# Per role: enough for the controller's dnsmasq/nova-network, and for a compute's libvirt plus
-# one 256 MiB guest with room for a second. Under TCG, idle VMs touch less than this.
-MEMORY_MIB = {"controller": 1024, "compute": 1536}
+# Per role, the least that runs the suite (README, "The VMs"): the controller's nova-api,
+# nova-network and dnsmasq, and a compute's libvirt with up to three guests at once (each touches
+# well under its flavor's 512 MiB; libvirt allocates guest memory as it is touched).
+MEMORY_MIB = {"controller": 512, "compute": 1024}
 CPUS = 1
 # Vagrant's wait for SSH; under TCG a node boots in 30-60 s, three in parallel share 2 cores.
 BOOT_TIMEOUT = 600

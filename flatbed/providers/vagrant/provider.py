@@ -17,7 +17,7 @@ from flatbed.images.guest import GuestImage
 from flatbed.localnode import LocalNode
 from flatbed.node import Node
 from flatbed.providers.base import Provider
-from flatbed.providers.vagrant import kvm, libvirt_objects
+from flatbed.providers.vagrant import capacity, kvm, libvirt_objects
 from flatbed.providers.vagrant.config import vagrant_config
 from flatbed.providers.vagrant.keys import make_ssh_key
 from flatbed.providers.vagrant.libvirtd import PrivateLibvirtd
@@ -38,6 +38,8 @@ RUN_DIRS = ("libvirt", "vagrant", "ssh")
 class VagrantProvider(Provider):
     name = "vagrant"
     Record = VagrantRecord
+    # One VM testbed at a time unless this host has a core per VM and the memory of two (capacity.py).
+    side_by_side = capacity.two_testbeds_fit()
     _plugin_checked: str | None = None  # "ok" or why not, once per process
 
     # --- usability ------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
     nova-compute [--flagfile=/etc/nova/nova.conf]
 
-The virt type is probed when ``--libvirt_type`` is not set: qemu unless a guest kernel really boots
-under KVM — at start, or at the first instance when no image is cached yet to probe with.
+An empty ``--libvirt_type`` is decided from facts once per boot of the node
+(:mod:`nova.virt.libvirt.kvmprobe`: /dev/kvm and a probe boot judged by its progress), at start,
+or at the first instance when there is nothing to probe with yet. systemd hears READY (the unit is
+``Type=notify``) once the choice is made and the network host knows this compute.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from nova import flags, rpc, service
+from nova import flags, rpc, service, systemd
 from nova.compute.manager import ComputeManager
 from nova.network import linux_net
 from nova.rpc import RpcServer
-from nova.virt.libvirt.connection import probe_virt_type
+from nova.virt.libvirt import kvmprobe
 
 LOG = logging.getLogger("nova.service")
 REGISTER_TIMEOUT = 120  # the controller's nova-network may still be starting
@@ -39,10 +41,10 @@ def main(argv: list[str]) -> int:
     conf = service.start("nova-compute", argv)
     if isinstance(conf, int):
         return conf
-    if not conf.libvirt_type:
-        conf = dataclasses.replace(conf, libvirt_type=probe_virt_type(conf.instances_path))
+    choice = kvmprobe.decide(conf.libvirt_type, conf.instances_path)
+    conf = dataclasses.replace(conf, libvirt_type=choice.libvirt_type)
     LOG.info("Starting compute node (version 2012.1, flatbed) on host %s, libvirt_type=%s",
-             conf.host, conf.libvirt_type or "probed at the first instance")
+             conf.host, choice.describe())
     # Chains named after this binary (nova-compute); nothing is applied before the first instance.
     linux_net.setup_iptables(conf)
     manager = ComputeManager(conf)
@@ -59,5 +61,6 @@ def main(argv: list[str]) -> int:
     def ready() -> None:
         register(conf)  # serve first, then announce: the controller may call back as soon as it knows us
         service.start_periodic_tasks(manager.periodic_tasks, conf.periodic_interval)
+        systemd.notify()
 
     return service.run([server], ready=ready, errors=(RegisterError,))

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import select
 import shutil
 import subprocess
-import time
 import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +18,7 @@ from pathlib import Path
 import libvirt
 
 from nova.virt.firewall import in_group
+from nova.virt.libvirt import kvmprobe
 from nova.virt.libvirt.config import DomainSpec, domain_xml
 from nova.virt.libvirt.firewall import IptablesFirewallDriver, filter_parameters, instance_filter_name
 
@@ -70,9 +67,9 @@ class LibvirtDriver:
         """
         name = instance["name"]
         if not self.virt_type:
-            # Deferred at start-up: the image fetched for this first instance is the probe's kernel.
-            self.virt_type = probe_virt_type(str(self.instances_path)) or "qemu"
-            LOG.info("libvirt_type=%s (probed at the first instance)", self.virt_type)
+            # Undecided at start-up (nothing to probe with): the image fetched for this first
+            # instance is now in _base.
+            self.virt_type = kvmprobe.decide("", str(self.instances_path)).libvirt_type or "qemu"
         idir = self.instance_dir(name)
         idir.mkdir(parents=True, exist_ok=True)
         self.filter_instance(instance, network, rules or [])
@@ -206,63 +203,3 @@ class LibvirtDriver:
     def get_console_output(self, name: str) -> str:
         path = self.instance_dir(name) / "console.log"
         return path.read_text(errors="replace") if path.exists() else ""
-
-
-# The kernel's line when it hands over to the initramfs: the guest really booted.
-USERSPACE = re.compile(rb"Run \S+ as init process")
-# Nested KVM in a loaded TCG VM reached "Run /init" at 28 s of guest time (measured); TCG takes minutes.
-KVM_PROBE_TIMEOUT = 60.0
-
-
-def _probe_image(instances_path: str) -> tuple[Path, Path] | None:
-    """A cached kernel + ramdisk to boot (the cirros-compatible guest in ``_base``), if any."""
-    for meta in sorted(Path(instances_path, "_base").glob("*/image.json")):
-        files = meta.parent
-        if (files / "kernel").exists() and (files / "ramdisk").exists():
-            return files / "kernel", files / "ramdisk"
-    return None
-
-
-def probe_virt_type(instances_path: str, qemu: str = "qemu-system-x86_64",
-                    timeout: float = KVM_PROBE_TIMEOUT, kvm_device: str = "/dev/kvm") -> str:
-    """``kvm`` only where a tiny guest really boots under KVM, ``qemu`` (TCG) otherwise, and ""
-    when KVM is there but no image is cached to probe with yet.
-
-    /dev/kvm alone proves nothing: on some hosts every stock kernel hangs under KVM right after
-    decompression. So the cached guest kernel is booted with ``-accel kvm`` and must reach its
-    initramfs (the kernel's "Run /init as init process", a KERN_INFO line: loglevel 7 lets it reach
-    the serial port) within ``timeout`` seconds.
-    """
-    if not os.access(kvm_device, os.R_OK | os.W_OK):
-        return "qemu"
-    image = _probe_image(instances_path)
-    if image is None:
-        # A fresh compute has no image yet (it fetches one at its first instance): ask again then.
-        LOG.info("No cached kernel to probe KVM with yet; probing at the first instance")
-        return ""
-    kernel, ramdisk = image
-    argv = [qemu, "-accel", "kvm", "-m", "128", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-            "-kernel", str(kernel), "-initrd", str(ramdisk), "-append", "console=ttyS0 panic=-1 loglevel=7"]
-    try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        LOG.warning("KVM probe could not run %s: %s; using qemu", qemu, exc)
-        return "qemu"
-    seen = b""
-    deadline = time.monotonic() + timeout
-    try:
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
-            if ready and not chunk:
-                break  # qemu exited
-            seen = (seen + chunk)[-65536:]
-            if USERSPACE.search(seen):
-                LOG.info("KVM probe: a guest reached userspace under KVM; using kvm")
-                return "kvm"
-    finally:
-        proc.kill()
-        proc.wait()
-    LOG.warning("KVM probe: no guest userspace under KVM within %.0f s; using qemu", timeout)
-    return "qemu"
