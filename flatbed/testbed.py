@@ -37,6 +37,9 @@ class Testbed:
         self.state = st
         self.provider = provider
         self.progress = progress
+        # Brought up by this process: its whole history happened here (the guest client's ledger
+        # then starts empty instead of reading the past from the stack).
+        self.created_here = False
 
     @property
     def run_id(self) -> str:
@@ -72,6 +75,7 @@ class Testbed:
                                 options={k: v for k, v in (provider_options or {}).items() if v is not None},
                                 record=provider_cls.Record())
         bed = cls(topo, st, provider_cls(topo, st, progress), progress)
+        bed.created_here = True
         bed.provider.build_images(base, guest)  # the provider's own (the VM box), before anything exists
         progress(f"testbed {st.run_id}: {topo.name} on {provider_cls.name} (state in {st.dir})")
         try:
