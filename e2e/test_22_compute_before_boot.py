@@ -52,8 +52,8 @@ def test_no_bridge_and_eth2_bare(compute: Node, topology: Topology) -> None:
     assert eth1.inet == (f"{node.address}/{mgmt.cidr.prefixlen} brd {mgmt.cidr.broadcast_address} scope global",)
 
 
-def test_route_n(compute: Node, topology: Topology) -> None:
-    assert_listing(expect.compute_routes(topology), listings.as_document(listings.route_n(compute), "route", topology),
+def test_route_n(testbed: Testbed, compute: Node, topology: Topology) -> None:
+    assert_listing(expect.compute_routes(topology), listings.document_listing(testbed, compute, "route"),
                    f"{compute.name}: route -n")
 
 

@@ -30,6 +30,7 @@ import pytest
 from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_listing
 from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.identity import identity_of
 from flatbed.checks.traffic import capturing, icmp_send_errno, ip_mib, ping_node, rule_deltas, wait_pingable
 from flatbed.cloud import Guest
 from flatbed.node import Node
@@ -56,7 +57,7 @@ def shells(testbed: Testbed, a: Guest, b: Guest) -> Iterator[dict[str, GuestShel
 
 
 def reach(topology: Topology, source: str, target: Guest) -> expect.Reach:
-    return expect.ping_guest_from(topology, source, expect.Identity(target.id))
+    return expect.ping_guest_from(topology, source, identity_of(target))
 
 
 def test_controller_pings_a_guest(controller: Node, a: Guest, topology: Topology) -> None:
@@ -64,7 +65,7 @@ def test_controller_pings_a_guest(controller: Node, a: Guest, topology: Topology
     why = reach(topology, "controller", a)
     assert why.answered and why.decided_by
     wait_pingable(controller, a.ip)  # the ARP entry and the bridge's forwarding table are warm
-    with rule_deltas(a.node, expect.Identity(a.id).chain) as deltas:
+    with rule_deltas(a.node, identity_of(a).chain) as deltas:
         ping = ping_node(controller, a.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
         assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"
@@ -74,7 +75,7 @@ def test_own_compute_cannot_ping_its_guest(a: Guest, topology: Topology) -> None
     """§3.4: ✗ in the compute's own OUTPUT: sg-fallback's DROP, the send fails with EPERM."""
     why = reach(topology, "own-compute", a)
     assert not why.answered and why.decided_by
-    with rule_deltas(a.node, expect.Identity(a.id).chain) as deltas:
+    with rule_deltas(a.node, identity_of(a).chain) as deltas:
         ping = ping_node(a.node, a.ip, COUNT)
         errno = icmp_send_errno(a.node, a.ip)
         matched = deltas()
@@ -94,7 +95,7 @@ def test_guests_ping_each_other_across_computes(direction: str, a: Guest, b: Gue
     assert source.compute != target.compute
     why = reach(topology, "guest", target)
     assert why.answered and why.decided_by
-    with rule_deltas(target.node, expect.Identity(target.id).chain) as deltas:
+    with rule_deltas(target.node, identity_of(target).chain) as deltas:
         ping = shells[source.name].ping(target.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
         assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"

@@ -21,7 +21,9 @@ import pytest
 
 from fixtures.guests import BootedGuests
 from flatbed.checks import expect
-from flatbed.checks.console import LEASE_LINE, wait_for_lease
+from flatbed.checks.cirros import leases
+from flatbed.checks.console import wait_for_lease
+from flatbed.checks.identity import identity_of
 from flatbed.checks.services import nova_network_applies_last, systemctl
 from flatbed.cloud import BootFailed, Cloud, NovaError
 from flatbed.node import Node, Result
@@ -104,13 +106,13 @@ def test_round_robin_show_console_and_delete(guests: BootedGuests, controller: N
     server = cloud.show(first.uuid)
     assert server["status"] == "ACTIVE" and server["id"] == first.uuid
     assert server["OS-EXT-SRV-ATTR:host"] == first.compute
-    assert server["OS-EXT-SRV-ATTR:instance_name"] == expect.Identity(first.id).instance_name
+    assert server["OS-EXT-SRV-ATTR:instance_name"] == identity_of(first).instance_name
     assert (server["image"], server["flavor"], server["key_name"]) == ("cirros", "m1.tiny", "None")
     assert server[f"{topology.flat.label} network"] == first.ip
     assert servers(controller)["rr-b"][2:] == ["ACTIVE", f"{topology.flat.label}={second.ip}"]
 
-    wait_for_lease(first)
-    assert re.search(LEASE_LINE.format(ip=re.escape(first.ip)), nova(controller, "console-log", first.uuid).stdout)
+    lease = wait_for_lease(first)
+    assert lease in leases(nova(controller, "console-log", first.uuid).stdout)
 
     # Each compute fetched the image from the controller's store on first use and keeps it.
     image_hash = json.loads(controller.check(f"cat {IMAGE_STORE}/*/image.json"))["hash"]

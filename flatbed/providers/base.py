@@ -31,6 +31,9 @@ class Provider(ABC):
     name: ClassVar[str]
     # The typed record this provider keeps in the state file (``state.record``).
     Record: ClassVar[type[ProviderRecord]] = ProviderRecord
+    # Named omissions of flatbed/checks/expect.py its machines may need (a NIC the document's had
+    # not); each applies only on a node where its interface exists.
+    document_omissions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, topology: Topology, state: TestbedState, progress: Progress):
         self.topology = topology

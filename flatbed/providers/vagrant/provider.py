@@ -38,6 +38,9 @@ RUN_DIRS = ("libvirt", "vagrant", "ssh")
 class VagrantProvider(Provider):
     name = "vagrant"
     Record = VagrantRecord
+    # flatbed's Vagrantfile attaches no management NIC (mgmt_attach = false); a box or setup that
+    # does gets its eth0 lines left out by name, on the nodes that have it.
+    document_omissions = ("vagrant-management-nic",)
     _plugin_checked: str | None = None  # "ok" or why not, once per process
 
     # --- usability ------------------------------------------------------------------------
