@@ -141,6 +141,18 @@ def test_domain_filterref_and_tap(pair: list[Guest], topology: Topology) -> None
         assert links[topology.flat.interface].master == topology.flat.bridge
 
 
+def test_ip_a_with_the_guests_tap(pair: list[Guest], topology: Topology) -> None:
+    """§2.5's ``ip a``: the interfaces as before, eth2 now in the bridge, the bridge without an
+    address, and the guest's tap (libvirt's vnetN) in the bridge with the guest's MAC ``fe:``-prefixed
+    and its link-local (qdisc, state, qlen not compared: expect.IP_A_NOT_COMPARED)."""
+    for guest in pair:
+        [nic] = domains.nics(guest.node, identity_of(guest).instance_name)
+        listing = listings.ip_a(guest.testbed, guest.node)
+        print(f"--- {guest.compute}", *listing, sep="\n")
+        assert_listing(expect.compute_ip_a(topology, topology.node(guest.compute), [(nic.tap, guest.mac)]), listing,
+                       f"{guest.compute}: ip a")
+
+
 def test_instance_dir_holds_libvirt_xml_and_console_log(pair: list[Guest], topology: Topology) -> None:
     """The vnet's MAC comes from ``libvirt.xml`` in the instance directory; ``console.log`` beside it."""
     for guest in pair:
