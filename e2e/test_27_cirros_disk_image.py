@@ -35,7 +35,7 @@ from fixtures.guests import BootedGuests
 from fixtures.plugin import FACTORY, Options
 from flatbed.checks.console import wait_for_facts
 from flatbed.checks.guestshell import GuestShell, guest_shell
-from flatbed.checks.runs import BackgroundRun, FlatbedCli
+from flatbed.checks.runs import BackgroundRun, FlatbedCli, junit_outcomes
 from flatbed.cloud import Guest
 from flatbed.images.hashing import hash_file
 from flatbed.provisioning import IMAGE_STORE
@@ -88,6 +88,7 @@ def start_in_background(config: pytest.Config) -> None:
 
 def passed_through(options: Options) -> list[str]:
     """The session's other options that shape a testbed, for the inner run."""
+    # Not --cirros-password: the inner run boots flatbed's disk, whose password is flatbed's.
     given = [("--mirror", options.mirror), ("--libvirt-uri", options.libvirt_uri), ("--artifacts", options.artifacts)]
     return [arg for flag, value in given if value for arg in (flag, str(value))]
 
@@ -99,21 +100,12 @@ def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
     start_in_background(pytestconfig)  # when this module was not collected with the others
     rc, output = pytestconfig.stash[RUN].result()
     junit = pytestconfig.stash[JUNIT]
-    outcomes = junit_outcomes(junit) if junit.exists() else {}
+    outcomes = {case.name: case.outcome for case in junit_outcomes(junit)} if junit.exists() else {}
     inner = {name: outcome for name, outcome in outcomes.items() if name != OUTER}
     wanted = {name: "passed" for name in INNER_TESTS}
     assert rc == 0 and inner == wanted and outcomes.get(OUTER) == "skipped", (
         f"pytest {MODULE} --cirros-image <flatbed's cirros disk> exited {rc}; outcomes {outcomes}:\n{output[-6000:]}")
     print(output[-1500:])
-
-
-def junit_outcomes(path: Path) -> dict[str, str]:
-    """Test name -> passed / failed / error / skipped, from a JUnit XML report."""
-    outcomes = {}
-    for case in ET.parse(path).iter("testcase"):
-        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        outcomes[case.get("name", "")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
-    return outcomes
 
 
 # --- on a testbed brought up with --cirros-image ----------------------------------------------------

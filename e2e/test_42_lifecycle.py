@@ -100,8 +100,7 @@ def test_delete_removes_everything_of_the_guest(a: Guest, b: Guest, b_taps: dict
     row = fixed_ip(testbed, b.ip)
     assert row and row.in_pool and not row.leased, row
     # force_dhcp_release: nova's dhcp_release made dnsmasq release the lease it had given (§2.4's syslog).
-    daemon = next(p.pid for p in listings.dnsmasq_processes(controller, expect.hostsfile_path(topology))
-                  if p.user == "nobody")
+    daemon = listings.dnsmasq_daemon(controller, topology)
     logged = listings.dnsmasq_syslog(controller, daemon)
     release = expect.dhcp_release_line(topology, identity.rule_address(b), b.mac)
     assert release in logged, f"dnsmasq-dhcp[{daemon}] logged no {release!r}:\n" + "\n".join(logged[-10:])

@@ -7,7 +7,9 @@ Steps:
   ``nova console-log`` describe them; each compute fetched the image into its ``_base`` on first
   use, the controller keeps the only store;
 - ``nova delete`` removes the domain, its directory and its DHCP host entry;
-- an image whose file does not match its checksum ends in ERROR with the fault;
+- an image whose file does not match its checksum ends in ERROR with the fault; its address, never
+  leased, is released with force_dhcp_release and dnsmasq logs ``DHCPRELEASE(<bridge>) <ip> <mac>
+  unknown lease`` (document §2.4's syslog) for the address the lowest-free rule gave it;
 - a build cut short by a nova-api restart is resumed by the new one and ends ACTIVE.
 """
 
@@ -20,15 +22,17 @@ import shlex
 import pytest
 
 from fixtures.guests import BootedGuests
-from flatbed.checks import expect
+from flatbed.checks import expect, identity, listings
 from flatbed.checks.cirros import leases
 from flatbed.checks.console import wait_for_lease
 from flatbed.checks.identity import identity_of
 from flatbed.checks.services import nova_network_applies_last, systemctl
-from flatbed.cloud import BootFailed, Cloud, NovaError
+from flatbed.checks.timeouts import LEASE_TIMEOUT
+from flatbed.cloud import BootFailed, Cloud, NovaError, ledger_of
 from flatbed.node import Node, Result
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
+from flatbed.waiters import wait_until
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ESSEX_FLAVORS = [("1", "m1.tiny", 512, 0, 1), ("2", "m1.small", 2048, 20, 1), ("3", "m1.medium", 4096, 40, 2),
@@ -144,12 +148,30 @@ def test_checksum_mismatch_is_error_with_fault(guests: BootedGuests, controller:
         assert "cannot fetch image flatbed-broken" in server["fault"]
         assert "does not match the store's" in server["fault"]
         assert servers(controller)["broken"][2:] == ["ERROR", ""]  # the fixed IP went back to the pool
+        # force_dhcp_release on a lease never taken: dnsmasq's "unknown lease" (document §2.4's syslog).
+        release = wait_until(lambda: unknown_lease_release(controller, testbed, failed.value.uuid),
+                             timeout=LEASE_TIMEOUT, what="dnsmasq's DHCPRELEASE of the broken guest's address")
+        assert identity.mac_problem(release[1]) is None, identity.mac_problem(release[1])
         host = server["OS-EXT-SRV-ATTR:host"]
         cached = testbed.node(host).run(["ls", guests.cloud.instance_dir(host, "_base")]).stdout
         assert "flatbed-broken" not in cached  # nothing half-downloaded is kept
         guests.delete(failed.value.uuid)
     finally:
         controller.run(["rm", "-rf", broken])
+
+
+def unknown_lease_release(controller: Node, testbed: Testbed, uuid: str) -> tuple[str, str] | None:
+    """(address, MAC) of dnsmasq's ``DHCPRELEASE(<bridge>) <ip> <mac> unknown lease`` for the address
+    the rules gave server ``uuid``, or None while it has not logged one."""
+    topo = testbed.topology
+    addresses = ledger_of(Cloud(testbed)).derived[uuid].addresses
+    daemon = listings.dnsmasq_daemon(controller, topo)
+    for line in listings.dnsmasq_syslog(controller, daemon):
+        words = line.split()
+        if len(words) == 5 and words[1] in addresses and line == expect.dhcp_release_line(
+                topo, words[1], words[2], unknown=True):
+            return words[1], words[2]
+    return None
 
 
 def test_a_build_survives_a_nova_api_restart(guests: BootedGuests, controller: Node, testbed: Testbed,

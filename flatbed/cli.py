@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--provider", choices=providers.CHOICES, default="auto")
     up.add_argument("--mirror", help="Debian mirror for the base image (default: the host's apt source)")
     up.add_argument("--cirros-image", type=Path, help="a real cirros disk image to boot instead of ours")
+    up.add_argument("--cirros-password", help="the cirros user's password in --cirros-image (default: 0.3's "
+                                              "'cubswin:)'; cirros 0.4 and later: gocubsgo)")
     up.add_argument("--libvirt-uri", default=os.environ.get("FLATBED_LIBVIRT_URI"),
                     help="vagrant provider: use this existing libvirt instead of a private libvirtd "
                          "(default: $FLATBED_LIBVIRT_URI)")
@@ -168,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_up(args: argparse.Namespace) -> int:
     topo = load_topology(args.topology)
     bed = Testbed.up(topo, args.provider, mirror=args.mirror, cirros_image=args.cirros_image,
-                     provider_options={"libvirt_uri": args.libvirt_uri})
+                     cirros_password=args.cirros_password, provider_options={"libvirt_uri": args.libvirt_uri})
     print(f"testbed {bed.run_id} is up ({topo.name}, {bed.state.provider}); nodes: {', '.join(topo.names)}")
     print(f"  flatbed --testbed {bed.run_id} status")
     print(f"  flatbed --testbed {bed.run_id} ssh {topo.controller.name}")

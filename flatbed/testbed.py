@@ -51,7 +51,7 @@ class Testbed:
 
     @classmethod
     def up(cls, topo: Topology, provider_name: str = "auto", *, mirror: str | None = None,
-           cirros_image: Path | None = None, keep_on_failure: bool = False,
+           cirros_image: Path | None = None, cirros_password: str | None = None, keep_on_failure: bool = False,
            progress: Callable[[str], None] = default_progress,
            provider_options: dict | None = None) -> Testbed:
         """Build (or reuse) the images, choose the provider, boot the nodes and provision them.
@@ -67,7 +67,8 @@ class Testbed:
             raise FlatbedError(f"provider {named.name} cannot run here: {why}")
         # Images before `auto` chooses (each is built once and cached): choosing never builds one.
         base = ensure_base(mirror=mirror, progress=_tagged(progress, "images"))
-        guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image)
+        guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image,
+                             cirros_password=cirros_password)
         provider_cls = named or providers.auto(guest, progress)
         st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
                                 topology_path=str(topo.path), topology_digest=topo.digest,
