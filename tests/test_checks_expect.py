@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from pathlib import Path
@@ -330,3 +331,67 @@ def test_a_console_off_the_documents_wording_fails(topo: Topology, line: str, re
     diff = lines_in_order(document_lines(topo), GUEST_BOOT.replace(line, replacement))
     assert diff is not None and diff.splitlines()[0] == f"missing:    {name!r} " + next(
         f"/{p}/" for n, p in document_lines(topo) if n == name)
+
+
+# --- ip a -------------------------------------------------------------------------------------------
+
+def controller_links(topo: Topology, **eth2_changes) -> list[expect.Link]:
+    """The controller's links as a healthy testbed shows them (what listings.links reads)."""
+    from dataclasses import replace
+
+    mac = topo.controller.macs["eth2"]
+    links = [expect.Link("lo", "00:00:00:00:00:00", ("LOOPBACK", "UP", "LOWER_UP"), None,
+                         ("127.0.0.1/8 scope host", "169.254.169.254/32 scope link"), 65536, ("::1/128 scope host",)),
+             expect.Link("eth1", topo.controller.macs["eth1"], ("BROADCAST", "MULTICAST", "UP", "LOWER_UP"), None,
+                         ("192.168.56.200/24 brd 192.168.56.255 scope global",), 1500,
+                         (expect.link_local(topo.controller.macs["eth1"]),)),
+             expect.Link("eth2", mac, ("BROADCAST", "MULTICAST", "PROMISC", "UP", "LOWER_UP"), "br100", (), 1500,
+                         (expect.link_local(mac),)),
+             expect.Link("br100", mac, ("BROADCAST", "MULTICAST", "UP", "LOWER_UP"), None,
+                         ("10.0.0.1/24 brd 10.0.0.255 scope global",), 1500,
+                         ("fe80::7c37:c6ff:fee2:f2a6/64 scope link",))]
+    links[2] = replace(links[2], **eth2_changes)
+    return links
+
+
+def test_a_healthy_controllers_ip_a_is_the_expected_one(topo: Topology) -> None:
+    assert_listing(expect.controller_ip_a(topo), expect.ip_a_lines(controller_links(topo)), "ip a")
+
+
+@pytest.mark.parametrize(("changes", "line"), [
+    ({"flags": ("BROADCAST", "MULTICAST", "UP", "LOWER_UP")}, "eth2: <BROADCAST,MULTICAST,UP,LOWER_UP>"),  # not promisc
+    ({"inet": ("10.0.0.9/24 brd 10.0.0.255 scope global",)}, "inet 10.0.0.9/24"),                       # an address
+    ({"master": None}, "eth2: <BROADCAST,MULTICAST,PROMISC,UP,LOWER_UP> mtu 1500"),                     # not bridged
+    ({"mtu": 1450}, "mtu 1450"),
+])
+def test_an_eth2_off_the_documents_fails(topo: Topology, changes: dict, line: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(line)):
+        assert_listing(expect.controller_ip_a(topo), expect.ip_a_lines(controller_links(topo, **changes)), "ip a")
+
+
+def test_link_locals_are_eui64_of_the_mac() -> None:
+    assert expect.link_local("08:00:27:9d:c4:b0") == "fe80::a00:27ff:fe9d:c4b0/64 scope link"   # the document's eth1
+    assert expect.link_local("fe:16:3e:2c:e8:ec") == "fe80::fc16:3eff:fe2c:e8ec/64 scope link"  # the document's vnet0
+
+
+# --- §3.1-3.3: the controller's ping of a guest, seen by tcpdump -----------------------------------------
+
+TCPDUMP = """15:02:11.000001 ARP, Request who-has 10.0.0.2 tell 10.0.0.1, length 28
+15:02:11.000420 ARP, Reply 10.0.0.2 is-at fa:16:3e:2c:e8:ec, length 28
+15:02:11.000500 IP 10.0.0.1 > 10.0.0.2: ICMP echo request, id 7, seq 1, length 64
+15:02:11.000900 IP 10.0.0.2 > 10.0.0.1: ICMP echo reply, id 7, seq 1, length 64"""
+
+
+def test_the_ping_path_reads_the_documents_exchange(topo: Topology) -> None:
+    assert lines_in_order(expect.ping_path(topo, "10.0.0.2", "fa:16:3e:2c:e8:ec"), TCPDUMP) is None
+    assert expect.route_to_guest(topo, "10.0.0.2") == "10.0.0.2 dev br100 src 10.0.0.1"
+
+
+@pytest.mark.parametrize(("old", "new", "name"), [
+    ("tell 10.0.0.1", "tell 192.168.56.200", "ARP request"),        # another source address chosen
+    ("is-at fa:16:3e:2c:e8:ec", "is-at fe:16:3e:2c:e8:ec", "ARP reply"),  # the tap's MAC answering
+    ("IP 10.0.0.1 > 10.0.0.2: ICMP echo request", "IP 192.168.56.200 > 10.0.0.2: ICMP echo request", "echo request"),
+])
+def test_a_path_off_the_documents_fails(topo: Topology, old: str, new: str, name: str) -> None:
+    diff = lines_in_order(expect.ping_path(topo, "10.0.0.2", "fa:16:3e:2c:e8:ec"), TCPDUMP.replace(old, new))
+    assert diff is not None and diff.splitlines()[0].startswith(f"missing:    {name!r}")
