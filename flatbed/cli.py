@@ -281,7 +281,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    cloud = Cloud(Testbed.attach(args.testbed))
+    cloud = Cloud(Testbed.attach(args.testbed), derive=False)  # a user's boot: nothing to derive
     try:
         guest = cloud.boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
     except BootFailed as e:

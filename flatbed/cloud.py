@@ -254,11 +254,15 @@ def ledger_of(cloud: Cloud) -> BootLedger:
 # --- the client -------------------------------------------------------------------------------
 
 class Cloud:
-    """Boots, reads and deletes the guests of one testbed through its controller."""
+    """Boots, reads and deletes the guests of one testbed through its controller.
 
-    def __init__(self, testbed: Testbed):
+    ``derive``: keep the testbed's :class:`BootLedger` (what the suite's checks derive ids and
+    addresses from); a one-shot CLI call has no use for it and skips reading the history."""
+
+    def __init__(self, testbed: Testbed, *, derive: bool = True):
         self.testbed = testbed
         self.topology = testbed.topology
+        self.derive = derive
 
     @property
     def controller(self) -> Node:
@@ -377,6 +381,8 @@ class Cloud:
             argv += ["--key-name", key_name]
         if user_data:
             argv += ["--user-data", user_data]
+        if not self.derive:
+            return parse_properties(self.nova(*argv, name).stdout)
         ledger = ledger_of(self)
         derived = ledger.next(self.topology)
         booted_as = parse_properties(self.nova(*argv, name).stdout)
@@ -403,7 +409,8 @@ class Cloud:
             self._failed(uuid)
             raise BootFailed(str(e), booted_as) from None
         guest = self.guest(uuid, booted_as=booted_as)
-        ledger_of(self).record_address(uuid, guest.ip)
+        if self.testbed in _LEDGERS:
+            _LEDGERS[self.testbed].record_address(uuid, guest.ip)
         return guest
 
     def _failed(self, uuid: str) -> None:
@@ -413,8 +420,8 @@ class Cloud:
             address = self.show(uuid).get(f"{self.topology.flat.label} network")
         except NoSuchGuest:
             return
-        if address:
-            ledger_of(self).record_deleted(uuid, address, released=False)
+        if address and self.testbed in _LEDGERS:
+            _LEDGERS[self.testbed].record_deleted(uuid, address, released=False)
 
     def boot(self, name: str, **options: str | None) -> Guest:
         """``nova boot`` and wait for ACTIVE (``create``'s options). A guest that failed is left for
