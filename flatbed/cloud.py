@@ -414,14 +414,18 @@ class Cloud:
         return guest
 
     def _failed(self, uuid: str) -> None:
-        """A guest that did not get to ACTIVE may hold an address (Essex deallocates on ERROR; a
-        build still going does not), so the ledger counts it as maybe held."""
+        """A guest that did not get to ACTIVE may hold an address: the one nova shows, or, once
+        ERROR hid it, the one it was given — deallocated but never leased, it stays out of the pool
+        until Essex's disassociate timeout. The ledger counts it as maybe held."""
+        ledger = _LEDGERS.get(self.testbed)
+        if ledger is None or uuid not in ledger.derived:
+            return
         try:
             address = self.show(uuid).get(f"{self.topology.flat.label} network")
         except NoSuchGuest:
-            return
-        if address and self.testbed in _LEDGERS:
-            _LEDGERS[self.testbed].record_deleted(uuid, address, released=False)
+            address = None
+        for maybe in [address] if address else ledger.derived[uuid].addresses:
+            ledger.record_deleted(uuid, maybe, released=False)
 
     def boot(self, name: str, **options: str | None) -> Guest:
         """``nova boot`` and wait for ACTIVE (``create``'s options). A guest that failed is left for

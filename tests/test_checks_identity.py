@@ -173,3 +173,14 @@ def test_a_guest_breaking_one_rule_fails(fields: dict, seen: dict, says: str) ->
 def test_a_guest_the_client_did_not_create_has_no_derived_identity() -> None:
     with pytest.raises(AssertionError, match="not created by this process"):
         identity.identity_of(guest(derived=None))
+
+
+def test_a_failed_builds_address_may_stay_out_of_the_pool(topo: Topology) -> None:
+    """ERROR hides the address (nova list shows none), yet Essex keeps a deallocated, never leased
+    address associated until fixed_ip_disassociate_timeout: the next guest may get it or the next."""
+    ledger = BootLedger()
+    broken = ledger.next(topo)
+    ledger.record_created("broken", broken)
+    for address in broken.addresses:
+        ledger.record_deleted("broken", address, released=False)
+    assert ledger.next(topo) == Derived(10, ("10.0.0.2", "10.0.0.3"))
