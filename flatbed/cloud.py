@@ -9,6 +9,7 @@ pure and unit-tested.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import weakref
@@ -225,10 +226,17 @@ class BootLedger:
         self.derived[uuid] = derived
 
     def record_address(self, uuid: str, address: str | None) -> None:
-        """A built guest holds its address."""
+        """A built guest holds its address. A lower candidate it did not get stays out of the pool
+        for the next guests (a build nova-api restarted between allocating and recording allocates
+        again; a wrong allocation fails that guest's own check, not every later one's)."""
         if address:
             self.maybe_held.discard(address)
             self.held[address] = uuid
+            derived = self.derived.get(uuid)
+            below = [c for c in (derived.addresses if derived else ())
+                     if ipaddress.ip_address(c) < ipaddress.ip_address(address)]
+            skipped = [c for c in below if c not in self.held]
+            self.maybe_held.update(skipped)
 
     def record_deleted(self, uuid: str, address: str | None, released: bool) -> None:
         """Deleted: its address is free again when it was released, else only after the timeout."""

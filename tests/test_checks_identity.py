@@ -184,3 +184,13 @@ def test_a_failed_builds_address_may_stay_out_of_the_pool(topo: Topology) -> Non
     for address in broken.addresses:
         ledger.record_deleted("broken", address, released=False)
     assert ledger.next(topo) == Derived(10, ("10.0.0.2", "10.0.0.3"))
+
+
+def test_an_address_skipped_by_one_guest_is_not_expected_for_the_next(topo: Topology) -> None:
+    """One wrong allocation fails that guest's check; the next guests are derived from what happened."""
+    ledger = BootLedger()
+    first = ledger.next(topo)
+    ledger.record_created("a", first)
+    ledger.record_address("a", "10.0.0.3")      # the rule said .2
+    assert identity.address_problem(first.addresses, "10.0.0.3")
+    assert ledger.next(topo).addresses == ("10.0.0.2", "10.0.0.4")
