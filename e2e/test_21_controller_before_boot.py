@@ -1,12 +1,15 @@
 """§2.1 of the document: the controller before any guest exists.
 
 On the provisioned controller (nova-network started after nova-api, as the document's was):
+- nova-api and nova-network are installed and running (a missing nova-api fails: it is part of
+  the deployment);
 - ``iptables -t filter -S`` and ``iptables -t nat -S`` equal the document's listings, line for
-  line and in order (the order of the jumps shows nova-network applied last). While nova-api is
-  not installed (it is another issue's), its lines are left out of the comparison and
-  ``test_nova_api_lines`` is skipped, saying so;
+  line and in order (the order of the jumps shows nova-network applied last);
 - ``ip a``: eth1 with the management address, eth2 enslaved to the bridge with no IP,
-  promiscuous; the bridge with the gateway address first, eth2's MAC; 169.254.169.254 on lo;
+  promiscuous; the bridge with the gateway address first, eth2's MAC; 169.254.169.254 on lo
+  (qdisc, state and qlen left out, by name: expect.IP_A_NOT_COMPARED);
+- ``/etc/network/interfaces``: eth2 ``inet manual``, ``up ifconfig $IFACE 0.0.0.0 up``, ``up
+  ifconfig $IFACE promisc``;
 - ``brctl show``, ``route -n`` as the document's;
 - ``ps``: two dnsmasq processes with the Essex command line — the daemon as ``nobody`` (its pid
   is the pid file's) and its ``root`` helper child;
@@ -19,17 +22,11 @@ from __future__ import annotations
 import pytest
 
 from flatbed.checks import expect, listings
-from flatbed.checks.compare import assert_listing
+from flatbed.checks.compare import assert_lines_in_order, assert_listing
+from flatbed.checks.services import is_active
 from flatbed.node import Node
+from flatbed.testbed import Testbed
 from flatbed.topology import Topology
-
-
-@pytest.fixture(scope="module")
-def binaries(controller: Node) -> tuple[str, ...]:
-    """The nova binaries owning iptables chains on the controller, in the document's order."""
-    if controller.run(["test", "-x", "/usr/bin/nova-api"]).ok:
-        return expect.CONTROLLER_BINARIES
-    return (expect.NOVA_NETWORK,)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,54 +36,52 @@ def no_guests(document_start: None, controller: Node, topology: Topology) -> Non
         pytest.fail(f"a guest exists already (hostsfile: {hosts.strip()!r}); §2.1 is the controller before any")
 
 
-def test_iptables_filter(controller: Node, topology: Topology, binaries: tuple[str, ...]) -> None:
+def test_nova_api_and_nova_network_run(controller: Node) -> None:
+    """Both binaries whose chains the listings show are part of the deployment: neither may be missing."""
+    for unit in (expect.NOVA_API, expect.NOVA_NETWORK):
+        assert controller.run(["test", "-x", f"/usr/bin/{unit}"]).ok, f"{controller.name}: /usr/bin/{unit} missing"
+        assert is_active(controller, unit) == "active", f"{controller.name}: {unit} is not running"
+
+
+def test_iptables_filter(controller: Node, topology: Topology) -> None:
+    """The document's listing whole: nova-network's chains and jumps first, then nova-api's, and
+    nova-api's accept of the metadata port."""
     listing = listings.iptables(controller, "filter")
     print("\n".join(listing))
-    assert_listing(expect.only(expect.controller_filter(topology), binaries), listing,
-                   f"{controller.name}: iptables -t filter -S")
+    assert_listing(expect.controller_filter(topology), listing, f"{controller.name}: iptables -t filter -S")
 
 
-def test_iptables_nat(controller: Node, topology: Topology, binaries: tuple[str, ...]) -> None:
+def test_iptables_nat(controller: Node, topology: Topology) -> None:
     listing = listings.iptables(controller, "nat")
     print("\n".join(listing))
-    assert_listing(expect.only(expect.controller_nat(topology), binaries), listing,
-                   f"{controller.name}: iptables -t nat -S")
+    assert_listing(expect.controller_nat(topology), listing, f"{controller.name}: iptables -t nat -S")
 
 
-def test_nova_api_lines(controller: Node, topology: Topology, binaries: tuple[str, ...]) -> None:
-    """The full document listings, nova-api's chains and its metadata accept included."""
-    if expect.NOVA_API not in binaries:
-        pytest.skip("nova-api is not installed on the controller (its own issue); "
-                    "the nova-network part of the listings is compared above")
-    assert_listing(expect.controller_filter(topology), listings.iptables(controller, "filter"), "filter")
-    assert_listing(expect.controller_nat(topology), listings.iptables(controller, "nat"), "nat")
+def test_ip_a(testbed: Testbed, controller: Node, topology: Topology) -> None:
+    """The document's ``ip a`` as far as a bridge and veths reproduce it: 169.254.169.254 on lo; eth1
+    with its MAC and the management address; eth2 promiscuous, in the bridge, without an inet
+    address; the bridge with eth2's MAC and the gateway's address (dnsmasq listens there); each
+    NIC's link-local from its MAC. Not compared (expect.IP_A_NOT_COMPARED): qdisc, state, qlen."""
+    listing = listings.ip_a(testbed, controller)
+    print("\n".join(listing), "not compared: " + ", ".join(expect.IP_A_NOT_COMPARED), sep="\n")
+    assert_listing(expect.controller_ip_a(topology), listing, f"{controller.name}: ip a")
 
 
-def test_ip_a(controller: Node, topology: Topology) -> None:
-    node = topology.controller
-    mgmt, flat = topology.management, topology.flat
-    links = listings.links(controller)
-    eth1, eth2, bridge, lo = (links[mgmt.interface], links[flat.interface], links[flat.bridge], links["lo"])
-    assert eth1.mac == node.macs[mgmt.interface]
-    assert eth1.inet == (f"{node.address}/{mgmt.cidr.prefixlen} brd {mgmt.cidr.broadcast_address} scope global",)
-    # eth2: the admin's promiscuous, address-less port of the bridge.
-    assert (eth2.mac, eth2.master, eth2.inet) == (node.macs[flat.interface], flat.bridge, ())
-    assert "PROMISC" in eth2.flags and "UP" in eth2.flags
-    # The bridge: gateway address first (dnsmasq answers from it), eth2's MAC (its only port).
-    assert bridge.inet[0] == f"{flat.gateway}/{flat.cidr.prefixlen} brd {flat.cidr.broadcast_address} scope global"
-    assert bridge.mac == eth2.mac and "UP" in bridge.flags
-    assert f"{expect.METADATA_IP}/32 scope link" in lo.inet
+def test_network_interfaces_file(controller: Node, topology: Topology) -> None:
+    """/etc/network/interfaces: eth2 without an address, brought up promiscuous (the document's stanza)."""
+    assert_lines_in_order(expect.flat_interface_stanza(topology), controller.read_file("/etc/network/interfaces"),
+                          f"{controller.name}: /etc/network/interfaces")
 
 
-def test_brctl_show(controller: Node, topology: Topology) -> None:
+def test_brctl_show(testbed: Testbed, controller: Node, topology: Topology) -> None:
     eth2_mac = topology.controller.macs[topology.flat.interface]
-    bridges = listings.as_document(listings.brctl_show(controller), "brctl", topology)
+    bridges = listings.document_listing(testbed, controller, "brctl")
     assert_listing(expect.controller_brctl(topology, eth2_mac), bridges, "brctl show")
 
 
-def test_route_n(controller: Node, topology: Topology) -> None:
-    assert_listing(expect.controller_routes(topology),
-                   listings.as_document(listings.route_n(controller), "route", topology), "route -n")
+def test_route_n(testbed: Testbed, controller: Node, topology: Topology) -> None:
+    assert_listing(expect.controller_routes(topology), listings.document_listing(testbed, controller, "route"),
+                   "route -n")
 
 
 def test_dnsmasq_processes(controller: Node, topology: Topology) -> None:

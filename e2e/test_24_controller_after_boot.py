@@ -8,12 +8,11 @@ the same process (HUPed, not restarted). The hostsfile went from empty to the gu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pytest
 
-from flatbed.checks import expect, listings
+from flatbed.checks import expect, identity, listings
 from flatbed.checks.compare import assert_listing
 from flatbed.checks.console import wait_for_lease
 from flatbed.checks.timeouts import LEASE_TIMEOUT
@@ -76,18 +75,19 @@ def test_dnsmasq_hupped_not_restarted(before: ControllerState, after: Controller
 
 
 def test_hostsfile_has_the_guest(after: ControllerState, guest: Guest, topology: Topology) -> None:
-    assert after.hostsfile == expect.hostsfile_line(topology, guest.mac, guest.name, guest.ip)
+    """``<mac>,<name>.novalocal,<ip>``: nova's MAC (checked against Essex's rule) and the address the
+    lowest-free rule gives, not the one nova reports."""
+    assert identity.mac_problem(guest.mac) is None, identity.mac_problem(guest.mac)
+    assert after.hostsfile == expect.hostsfile_line(topology, guest.mac, guest.name, identity.rule_address(guest))
 
 
 def test_syslog_shows_the_dhcp_exchange(after: ControllerState, guest: Guest, controller: Node,
                                         topology: Topology) -> None:
-    wanted = expect.dhcp_exchange(topology, guest.ip, guest.mac, guest.name)
+    wanted = expect.dhcp_exchange(topology, identity.rule_address(guest), guest.mac, guest.name)
     pid = next(p.pid for p in after.dnsmasq if p.user == "nobody")
 
     def guest_lines() -> list[str]:
-        return [re.sub(r"^.*?dnsmasq-dhcp\[\d+\]: ", "", line).strip()
-                for line in controller.read_file("/var/log/syslog").splitlines()
-                if f"dnsmasq-dhcp[{pid}]: " in line and guest.mac in line]
+        return [line for line in listings.dnsmasq_syslog(controller, pid) if guest.mac in line]
 
     def all_wanted() -> list[str] | None:
         got = guest_lines()

@@ -31,19 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from flatbed.checks.cirros import Expected, Facts, Mismatch, check_console
-from flatbed.checks.console import console
-from flatbed.checks.expect import Identity
+from flatbed.checks.console import wait_for_facts
 from flatbed.checks.guestshell import GuestShell, guest_shell
-from flatbed.checks.runs import BackgroundRun, FlatbedCli
-from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
+from flatbed.checks.runs import BackgroundRun, FlatbedCli, junit_outcomes
 from flatbed.cloud import Guest
-from flatbed.errors import FlatbedError
 from flatbed.images.hashing import hash_file
 from flatbed.provisioning import IMAGE_STORE
-from flatbed.reuse import history
 from flatbed.testbed import Testbed
-from flatbed.waiters import wait_until
 from flatbed_fixtures.guests import BootedGuests
 from flatbed_fixtures.plugin import FACTORY, Options
 from flatbed_fixtures.variants import side_by_side
@@ -98,6 +92,7 @@ def start_in_background(config: pytest.Config, now: bool = False) -> None:
 
 def passed_through(options: Options) -> list[str]:
     """The session's other options that shape a testbed, for the inner run."""
+    # Not --cirros-password: the inner run boots flatbed's disk, whose password is flatbed's.
     given = [("--mirror", options.mirror), ("--libvirt-uri", options.libvirt_uri), ("--artifacts", options.artifacts)]
     return [arg for flag, value in given if value for arg in (flag, str(value))]
 
@@ -109,21 +104,12 @@ def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
     start_in_background(pytestconfig, now=True)  # not started beside the session, or not collected with it
     rc, output = pytestconfig.stash[RUN].result()
     junit = pytestconfig.stash[JUNIT]
-    outcomes = junit_outcomes(junit) if junit.exists() else {}
+    outcomes = {case.name: case.outcome for case in junit_outcomes(junit)} if junit.exists() else {}
     inner = {name: outcome for name, outcome in outcomes.items() if name != OUTER}
     wanted = {name: "passed" for name in INNER_TESTS}
     assert rc == 0 and inner == wanted and outcomes.get(OUTER) == "skipped", (
         f"pytest {MODULE} --cirros-image <flatbed's cirros disk> exited {rc}; outcomes {outcomes}:\n{output[-6000:]}")
     print(output[-1500:])
-
-
-def junit_outcomes(path: Path) -> dict[str, str]:
-    """Test name -> passed / failed / error / skipped, from a JUnit XML report."""
-    outcomes = {}
-    for case in ET.parse(path).iter("testcase"):
-        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        outcomes[case.get("name", "")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
-    return outcomes
 
 
 # --- on a testbed brought up with --cirros-image ----------------------------------------------------
@@ -144,21 +130,11 @@ def bed(image: Path, request: pytest.FixtureRequest) -> Testbed:
 
 
 @pytest.fixture(scope="module")
-def disk_guest(image: Path, bed: Testbed) -> Iterator[tuple[Guest, Expected]]:
-    """A guest of the given image on the first compute, with the facts its console must show:
-    the first address and instance id of the topology when the testbed never had a guest (always
-    so in the inner run), else nova's record of it."""
-    fresh = history(bed) is None
-    topo = bed.topology
+def disk_guest(image: Path, bed: Testbed) -> Iterator[Guest]:
+    """A guest of the given image on the first compute."""
     booted = BootedGuests(bed)
-    guest = booted.boot("cirros-disk", compute=topo.computes[0].name)
     try:
-        lease_time = int(topo.nova_flags(topo.controller).get("dhcp_lease_time", 120))
-        if fresh:
-            expected = Expected(str(topo.flat.dhcp_start), lease_time, f"i-{topo.first_instance_id:08x}")
-        else:
-            expected = Expected(guest.ip, lease_time, Identity(guest.id).ec2_id)
-        yield guest, expected
+        yield booted.boot("cirros-disk", compute=bed.topology.computes[0].name)
     finally:
         booted.delete_all()
 
@@ -169,8 +145,8 @@ def test_store_holds_the_given_file(image: Path, bed: Testbed) -> None:
     assert (meta["kind"], meta["files"], meta["checksums"]["disk"]) == ("disk", ["disk"], digest)
 
 
-def test_domain_boots_from_its_disk(disk_guest: tuple[Guest, Expected], image: Path) -> None:
-    guest, _ = disk_guest
+def test_domain_boots_from_its_disk(disk_guest: Guest, image: Path) -> None:
+    guest = disk_guest
     domain = ET.fromstring(guest.node.check(["virsh", "dumpxml", guest.instance_name]))
     assert domain.find("os/kernel") is None and domain.find("os/boot").get("dev") == "hd"
     source = domain.find("devices/disk/source").get("file")
@@ -180,27 +156,15 @@ def test_domain_boots_from_its_disk(disk_guest: tuple[Guest, Expected], image: P
     assert info["format"] == "qcow2" and backing.endswith(f"/_base/{hash_file(image)}/disk"), info
 
 
-def test_console_shows_the_facts_in_its_generations_words(disk_guest: tuple[Guest, Expected]) -> None:
-    guest, expected = disk_guest
-
-    def facts() -> Facts | None:
-        result = check_console(console(guest), expected)
-        if isinstance(result, Mismatch) and result.final:
-            raise AssertionError(f"{guest.name}: {result}")
-        return result if isinstance(result, Facts) else None
-
-    try:
-        found = wait_until(facts, timeout=CLOUD_FINAL_TIMEOUT, interval=1,
-                           what=f"{guest.name}: the lease, metadata and instance-id lines of its cirros generation",
-                           describe=lambda: str(check_console(console(guest), expected)))
-    except FlatbedError as e:
-        raise AssertionError(f"{e}\nconsole tail:\n" + "\n".join(console(guest).splitlines()[-25:])) from None
-    print(found)
+def test_console_shows_the_facts_in_its_generations_words(disk_guest: Guest) -> None:
+    """The lease of the lowest free address with the topology's lease time, the metadata at the
+    first try with the EC2 id of the guest's boot order, that id reported, a host key generated."""
+    print(wait_for_facts(disk_guest))
 
 
 @pytest.fixture(scope="module")
-def shell(disk_guest: tuple[Guest, Expected], bed: Testbed) -> Iterator[GuestShell]:
-    with guest_shell(bed, disk_guest[0]) as session:
+def shell(disk_guest: Guest, bed: Testbed) -> Iterator[GuestShell]:
+    with guest_shell(bed, disk_guest) as session:
         yield session
 
 

@@ -8,6 +8,10 @@ dropped echo never becomes a connection, so each one meets the DROP.
 
 - §3.3 the controller pings A ✓: its source, the flat gateway, is in the flat subnet — the
   ``-s <cidr> -j ACCEPT`` rule of A's instance chain on A's compute counts the echoes;
+- §3.1-3.3 the way of that ping: the controller routes A's address out of its bridge from the
+  gateway address (§3.2's source address selection); with its ARP entry deleted (``arp -d``),
+  tcpdump shows the ARP request and A's reply (its MAC), then the echo request and reply, on the
+  controller's bridge and on A's compute's eth2, bridge and A's tap;
 - §3.4 A's own compute pings A ✗: the compute sends from its management address, so its OUTPUT
   goes through A's chain to ``sg-fallback``'s DROP: that jump's counter rises, a raw send fails
   with EPERM, and ping never says ``Network is unreachable`` (the compute does route there);
@@ -27,9 +31,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from flatbed.checks import expect, listings
-from flatbed.checks.compare import assert_listing
+from flatbed import domains
+from flatbed.checks import expect, identity, listings
+from flatbed.checks.compare import assert_lines_in_order, assert_listing
 from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.identity import identity_of
 from flatbed.checks.traffic import capturing, icmp_send_errno, ip_mib, ping_node, rule_deltas, wait_pingable
 from flatbed.cloud import Guest
 from flatbed.node import Node
@@ -58,7 +64,7 @@ def shells(testbed: Testbed, a: Guest, b: Guest) -> Iterator[dict[str, GuestShel
 
 
 def reach(topology: Topology, source: str, target: Guest) -> expect.Reach:
-    return expect.ping_guest_from(topology, source, expect.Identity(target.id))
+    return expect.ping_guest_from(topology, source, identity_of(target))
 
 
 def test_controller_pings_a_guest(controller: Node, a: Guest, topology: Topology) -> None:
@@ -66,17 +72,41 @@ def test_controller_pings_a_guest(controller: Node, a: Guest, topology: Topology
     why = reach(topology, "controller", a)
     assert why.answered and why.decided_by
     wait_pingable(controller, a.ip)  # the ARP entry and the bridge's forwarding table are warm
-    with rule_deltas(a.node, expect.Identity(a.id).chain) as deltas:
+    with rule_deltas(a.node, identity_of(a).chain) as deltas:
         ping = ping_node(controller, a.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
         assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"
+
+
+def test_controller_ping_path(controller: Node, a: Guest, topology: Topology) -> None:
+    """§3.1-3.3: the controller routes the guest's address out of its bridge from the gateway address
+    (the source the kernel chooses, §3.2); with its ARP entry deleted (the document's ``arp -d``), the
+    ARP request is broadcast, and tcpdump sees the request, the guest's reply with its MAC, the echo
+    request and the reply on the controller's bridge and on the compute's eth2, bridge and the
+    guest's tap — the one broadcast domain of the flat network."""
+    address = identity.rule_address(a)
+    route = " ".join(controller.check(["ip", "route", "get", address]).split())
+    assert route.startswith(expect.route_to_guest(topology, address) + " "), route
+    wait_pingable(controller, address)  # the guest is up; the entry this creates is deleted next
+    flat, tap = topology.flat, domains.nics(a.node, identity_of(a).instance_name)[0].tap
+    flow = f"(arp or icmp) and host {address}"
+    controller.check(["ip", "neigh", "del", address, "dev", flat.bridge])
+    with capturing(controller, {flat.bridge: (flow, False)}) as on_controller, \
+            capturing(a.node, {name: (flow, False) for name in (flat.interface, flat.bridge, tap)}) as on_compute:
+        ping = ping_node(controller, address, 1)
+    print(ping, *on_controller.values(), *on_compute.values(), sep="\n")
+    assert ping.answered, ping
+    path = expect.ping_path(topology, address, a.mac)
+    for where, capture in [(controller.name, on_controller[flat.bridge]),
+                           *((a.compute, c) for c in on_compute.values())]:
+        assert_lines_in_order(path, "\n".join(capture.packets or []), f"tcpdump -i {capture.interface} on {where}")
 
 
 def test_own_compute_cannot_ping_its_guest(a: Guest, topology: Topology) -> None:
     """§3.4: ✗ in the compute's own OUTPUT: sg-fallback's DROP, the send fails with EPERM."""
     why = reach(topology, "own-compute", a)
     assert not why.answered and why.decided_by
-    with rule_deltas(a.node, expect.Identity(a.id).chain) as deltas:
+    with rule_deltas(a.node, identity_of(a).chain) as deltas:
         ping = ping_node(a.node, a.ip, COUNT)
         errno = icmp_send_errno(a.node, a.ip)
         matched = deltas()
@@ -96,7 +126,7 @@ def test_guests_ping_each_other_across_computes(direction: str, a: Guest, b: Gue
     assert source.compute != target.compute
     why = reach(topology, "guest", target)
     assert why.answered and why.decided_by
-    with rule_deltas(target.node, expect.Identity(target.id).chain) as deltas:
+    with rule_deltas(target.node, identity_of(target).chain) as deltas:
         ping = shells[source.name].ping(target.ip, COUNT)
         assert ping.answered, f"{ping}\nexpected answered: {why.reason}"
         assert deltas()[why.decided_by] >= 1, f"{why.decided_by} did not count the first echo: {deltas()}"

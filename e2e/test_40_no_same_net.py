@@ -6,11 +6,12 @@ The document says "only 10.0.0.1 could ping the guest then"; the code (Essex's
 IptablesFirewallDriver) drops even that: the instance chain simply loses its same-subnet rule.
 
 Steps:
-- boot two guests, one per compute; on a fresh testbed they are the document's instance 9 and
-  10 (``instance-00000009``/``i-00000009``/``inst-9``, then ``instance-0000000a``/``i-0000000a``/
-  ``inst-10``);
+- boot two guests, one per compute; their identifiers follow the rules (flatbed/checks/identity.py:
+  on a fresh testbed the document's instance 9 and 10, ``instance-00000009``/``i-00000009``/
+  ``inst-9``, then ``instance-0000000a``/``i-0000000a``/``inst-10``, and the lowest free addresses);
 - DHCP still works (each console shows its lease: the DHCP server's accept rule stays) and so does
-  the metadata service (cloud-setup succeeds at the first try: its reply returns as ESTABLISHED);
+  the metadata service (answered at the first try with the guest's id: its reply returns as
+  ESTABLISHED), in the words of the guest's cirros generation;
 - each compute's ``iptables -S`` is the document's listing without ``-s <cidr> -j ACCEPT``, and the
   domain's ``<filterref>`` has no PROJNET/PROJMASK;
 - the controller's ping is dropped: the guest's ``sg-fallback`` jump counts every echo;
@@ -26,14 +27,14 @@ from collections.abc import Iterator
 import pytest
 
 from flatbed import domains
-from flatbed.checks import expect, listings
-from flatbed.checks.compare import assert_lines_in_order, assert_listing
-from flatbed.checks.console import console, wait_for_console, wait_for_lease
+from flatbed.checks import expect, identity, listings
+from flatbed.checks.compare import assert_listing
+from flatbed.checks.console import wait_for_facts, wait_for_lease
 from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.identity import identity_of
 from flatbed.checks.runs import REPO
-from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.checks.traffic import ping_node, rule_deltas
-from flatbed.cloud import Cloud, Guest
+from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
 from flatbed_fixtures.guests import BootedGuests
 from flatbed_fixtures.variants import goes_away, own_testbed
@@ -51,13 +52,7 @@ def bed(request: pytest.FixtureRequest) -> Iterator[Testbed]:
 
 
 @pytest.fixture(scope="module")
-def fresh(bed: Testbed) -> bool:
-    """Whether no guest was ever booted on the variant's testbed (before this module's)."""
-    return Cloud(bed).instances_ever() == 0
-
-
-@pytest.fixture(scope="module")
-def pair(request: pytest.FixtureRequest, bed: Testbed, fresh: bool) -> Iterator[list[Guest]]:
+def pair(request: pytest.FixtureRequest, bed: Testbed) -> Iterator[list[Guest]]:
     """Guest A on the first compute, B on the second, both leased; deleted unless the testbed goes."""
     booted = BootedGuests(bed)
     try:
@@ -88,45 +83,41 @@ def test_the_flag_is_off_in_nova_conf(bed: Testbed) -> None:
         assert re.search(r"(?m)^--allow_same_net_traffic=false$", conf), f"{node.name}: nova.conf lacks the flag"
 
 
-def test_guests_are_the_documents_9_and_10(pair: list[Guest], fresh: bool, bed: Testbed) -> None:
-    if not fresh:
-        pytest.skip(f"testbed {bed.run_id} had guests before this module: instance ids have moved on")
-    first = bed.topology.first_instance_id
-    for guest, number in zip(pair, (first, first + 1), strict=True):
-        names = expect.Identity(number)
-        assert (guest.id, guest.instance_name) == (number, names.instance_name)
-        assert guest.ip == expect.nth_address(bed.topology, number - first)
-        assert f"-N {names.chain}" in listings.iptables(guest.node, "filter")
+def test_guests_follow_the_identifier_rules(pair: list[Guest], bed: Testbed) -> None:
+    """The next ids of the boot order (on a fresh testbed the document's 9 and 10) and the lowest
+    free addresses; each one's chain named after its id."""
+    assert pair[1].derived.id == pair[0].derived.id + 1
+    for guest in pair:
+        identity.assert_follows_rules(guest)
+        assert f"-N {identity_of(guest).chain}" in listings.iptables(guest.node, "filter")
 
 
 def test_dhcp_and_metadata_still_work(pair: list[Guest], bed: Testbed) -> None:
+    """The lease and the metadata answer at the first try, in the guest's cirros generation's words."""
     for guest in pair:
-        wait_for_console(guest, r"(?m)^  local-ipv4 : ", timeout=CLOUD_FINAL_TIMEOUT, what="cloud-final's lines")
-        lines = expect.console_network(bed.topology, guest.ip) + expect.console_metadata(
-            bed.topology, guest.ip, expect.Identity(guest.id).ec2_id)
-        assert_lines_in_order([(line.name, line.pattern) for line in lines], console(guest),
-                              f"{guest.name}'s console with allow_same_net_traffic=false")
+        print(wait_for_facts(guest))
 
 
 def test_instance_chains_have_no_same_subnet_rule(pair: list[Guest], bed: Testbed) -> None:
     topo = bed.topology
     same_net = f"-s {expect.net(str(topo.flat.cidr))} -j ACCEPT"
     for guest in pair:
-        listing = listings.as_document(listings.iptables(guest.node, "filter"), "iptables", topo)
+        listing = listings.document_listing(bed, guest.node, "iptables")
         print(f"--- {guest.compute}", *listing, sep="\n")
         assert not [line for line in listing if line.endswith(same_net)], f"a same-subnet rule remains: {same_net}"
-        assert_listing(expect.compute_filter(topo, [(guest.id, guest.ip)]), listing,
+        address = identity.rule_address(guest)
+        assert_listing(expect.compute_filter(topo, [(identity_of(guest).id, address)]), listing,
                        f"{guest.compute}: iptables -S")
-        [nic] = domains.nics(guest.node, guest.instance_name)
-        assert nic.filter_parameters == expect.filter_parameters(topo, guest.ip) == {"IP": guest.ip, "DHCPSERVER": str(
+        [nic] = domains.nics(guest.node, identity_of(guest).instance_name)
+        assert nic.filter_parameters == expect.filter_parameters(topo, address) == {"IP": address, "DHCPSERVER": str(
             topo.flat.gateway)}
 
 
 def test_controller_cannot_ping_a_guest(pair: list[Guest], bed: Testbed) -> None:
     guest = pair[0]
-    why = expect.ping_guest_from(bed.topology, "controller", expect.Identity(guest.id))
+    why = expect.ping_guest_from(bed.topology, "controller", identity_of(guest))
     assert not why.answered and why.decided_by
-    with rule_deltas(guest.node, expect.Identity(guest.id).chain) as deltas:
+    with rule_deltas(guest.node, identity_of(guest).chain) as deltas:
         ping = ping_node(bed.controller, guest.ip, COUNT)
         matched = deltas()
     print(ping)
@@ -142,9 +133,9 @@ def shell_in_a(bed: Testbed, pair: list[Guest], ssh_opened: None) -> Iterator[Gu
 
 def test_guests_cannot_ping_each_other(pair: list[Guest], shell_in_a: GuestShell, bed: Testbed) -> None:
     a, b = pair
-    why = expect.ping_guest_from(bed.topology, "guest", expect.Identity(b.id))
+    why = expect.ping_guest_from(bed.topology, "guest", identity_of(b))
     assert not why.answered and why.decided_by
-    with rule_deltas(b.node, expect.Identity(b.id).chain) as deltas:
+    with rule_deltas(b.node, identity_of(b).chain) as deltas:
         ping = shell_in_a.ping(b.ip, COUNT)
         matched = deltas()
     print(ping)

@@ -20,7 +20,8 @@ import pytest
 
 from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_listing
-from flatbed.checks.console import console, wait_for_console
+from flatbed.checks.console import console, wait_for_facts
+from flatbed.checks.identity import identity_of
 from flatbed.checks.services import is_active, nova_network_applies_last, systemctl
 from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT, METADATA_DOWN_TIMEOUT
 from flatbed.cloud import Guest
@@ -30,7 +31,6 @@ from flatbed.topology import Topology
 from flatbed.waiters import wait_until
 from flatbed_fixtures.guests import BootedGuests
 
-FIRST_TRY = r"(?m)^cloud-setup: successful after 1/30 tries: up [\d.]+\. iid={iid}$"
 LATER_TRY = r"(?m)^cloud-setup: successful after (\d+)/30 tries: up [\d.]+\. iid={iid}$"
 
 
@@ -46,8 +46,7 @@ def metadata_answers(controller: Node, topology: Topology) -> bool:
 @pytest.fixture(scope="module")
 def probe(guests: BootedGuests) -> Guest:
     guest = guests.boot("md-probe")
-    wait_for_console(guest, FIRST_TRY.format(iid=expect.Identity(guest.id).ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
-                     what="cloud-setup's success at the first try")
+    wait_for_facts(guest)  # its lease, and the metadata at the first try with its id
     return guest
 
 
@@ -95,7 +94,7 @@ def test_after_nova_api_starts_the_retrying_guest_gets_through(probe: Guest, res
                                                               controller: Node, topology: Topology) -> None:
     systemctl(controller, "start", "nova-api")
     assert metadata_answers(controller, topology)
-    later_try = LATER_TRY.format(iid=expect.Identity(probe.id).ec2_id)
+    later_try = LATER_TRY.format(iid=identity_of(probe).ec2_id)
     match = wait_until(lambda: re.search(later_try, console(probe)[reset_console:]),
                        timeout=CLOUD_FINAL_TIMEOUT, what=f"{probe.name}: cloud-setup's success after the restart",
                        describe=lambda: console(probe)[reset_console:][-1500:])
@@ -104,8 +103,7 @@ def test_after_nova_api_starts_the_retrying_guest_gets_through(probe: Guest, res
 
 def test_a_new_guest_gets_metadata_at_the_first_try(guests: BootedGuests, reset_console: int) -> None:
     guest = guests.boot("md-after")
-    wait_for_console(guest, FIRST_TRY.format(iid=expect.Identity(guest.id).ec2_id), timeout=CLOUD_FINAL_TIMEOUT,
-                     what="cloud-setup's success at the first try, nova-api running again")
+    print(wait_for_facts(guest))  # nova-api running again: the metadata at the first try, with its id
 
 
 def test_controller_iptables_are_the_documents_again(reset_console: int, controller: Node, topology: Topology,

@@ -7,7 +7,9 @@ Steps:
   ``nova console-log`` describe them; each compute fetched the image into its ``_base`` on first
   use, the controller keeps the only store;
 - ``nova delete`` removes the domain, its directory and its DHCP host entry;
-- an image whose file does not match its checksum ends in ERROR with the fault;
+- an image whose file does not match its checksum ends in ERROR with the fault; its address, never
+  leased, is released with force_dhcp_release and dnsmasq logs ``DHCPRELEASE(<bridge>) <ip> <mac>
+  unknown lease`` (document §2.4's syslog) for the address the lowest-free rule gave it;
 - a build cut short by a nova-api restart is resumed by the new one and ends ACTIVE.
 """
 
@@ -19,13 +21,17 @@ import shlex
 
 import pytest
 
-from flatbed.checks import expect
-from flatbed.checks.console import LEASE_LINE, wait_for_lease
+from flatbed.checks import expect, identity, listings
+from flatbed.checks.cirros import leases
+from flatbed.checks.console import wait_for_lease
+from flatbed.checks.identity import identity_of
 from flatbed.checks.services import nova_network_applies_last, systemctl
-from flatbed.cloud import BootFailed, Cloud, NovaError
+from flatbed.checks.timeouts import LEASE_TIMEOUT
+from flatbed.cloud import BootFailed, Cloud, NovaError, ledger_of
 from flatbed.node import Node, Result
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
+from flatbed.waiters import wait_until
 from flatbed_fixtures.guests import BootedGuests
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -104,13 +110,13 @@ def test_round_robin_show_console_and_delete(guests: BootedGuests, controller: N
     server = cloud.show(first.uuid)
     assert server["status"] == "ACTIVE" and server["id"] == first.uuid
     assert server["OS-EXT-SRV-ATTR:host"] == first.compute
-    assert server["OS-EXT-SRV-ATTR:instance_name"] == expect.Identity(first.id).instance_name
+    assert server["OS-EXT-SRV-ATTR:instance_name"] == identity_of(first).instance_name
     assert (server["image"], server["flavor"], server["key_name"]) == ("cirros", "m1.tiny", "None")
     assert server[f"{topology.flat.label} network"] == first.ip
     assert servers(controller)["rr-b"][2:] == ["ACTIVE", f"{topology.flat.label}={second.ip}"]
 
-    wait_for_lease(first)
-    assert re.search(LEASE_LINE.format(ip=re.escape(first.ip)), nova(controller, "console-log", first.uuid).stdout)
+    lease = wait_for_lease(first)
+    assert lease in leases(nova(controller, "console-log", first.uuid).stdout)
 
     # Each compute fetched the image from the controller's store on first use and keeps it.
     image_hash = json.loads(controller.check(f"cat {IMAGE_STORE}/*/image.json"))["hash"]
@@ -142,12 +148,30 @@ def test_checksum_mismatch_is_error_with_fault(guests: BootedGuests, controller:
         assert "cannot fetch image flatbed-broken" in server["fault"]
         assert "does not match the store's" in server["fault"]
         assert servers(controller)["broken"][2:] == ["ERROR", ""]  # the fixed IP went back to the pool
+        # force_dhcp_release on a lease never taken: dnsmasq's "unknown lease" (document §2.4's syslog).
+        release = wait_until(lambda: unknown_lease_release(controller, testbed, failed.value.uuid),
+                             timeout=LEASE_TIMEOUT, what="dnsmasq's DHCPRELEASE of the broken guest's address")
+        assert identity.mac_problem(release[1]) is None, identity.mac_problem(release[1])
         host = server["OS-EXT-SRV-ATTR:host"]
         cached = testbed.node(host).run(["ls", guests.cloud.instance_dir(host, "_base")]).stdout
         assert "flatbed-broken" not in cached  # nothing half-downloaded is kept
         guests.delete(failed.value.uuid)
     finally:
         controller.run(["rm", "-rf", broken])
+
+
+def unknown_lease_release(controller: Node, testbed: Testbed, uuid: str) -> tuple[str, str] | None:
+    """(address, MAC) of dnsmasq's ``DHCPRELEASE(<bridge>) <ip> <mac> unknown lease`` for the address
+    the rules gave server ``uuid``, or None while it has not logged one."""
+    topo = testbed.topology
+    addresses = ledger_of(Cloud(testbed)).derived[uuid].addresses
+    daemon = listings.dnsmasq_daemon(controller, topo)
+    for line in listings.dnsmasq_syslog(controller, daemon):
+        words = line.split()
+        if len(words) == 5 and words[1] in addresses and line == expect.dhcp_release_line(
+                topo, words[1], words[2], unknown=True):
+            return words[1], words[2]
+    return None
 
 
 def test_a_build_survives_a_nova_api_restart(guests: BootedGuests, controller: Node, testbed: Testbed,

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 import pytest
 
 from flatbed.checks.console import console, wait_for_console
-from flatbed.checks.expect import METADATA_IP, Identity, metadata_target
+from flatbed.checks.expect import METADATA_IP, metadata_target
 from flatbed.checks.guestshell import GuestShell, guest_shell
+from flatbed.checks.identity import identity_of, rule_address
 from flatbed.checks.keypairs import KeyPair, keypair_add, keypair_delete, private_key
 from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.cloud import Guest
@@ -76,9 +77,9 @@ def test_keypair_is_listed(controller: Node, keypair: KeyPair) -> None:
 
 def test_console_with_a_key(keyed: Guest) -> None:
     text = console(keyed)
-    assert "successful after 1/30 tries: up " in text and f"iid={Identity(keyed.id).ec2_id}\n" in text
+    assert "successful after 1/30 tries: up " in text and f"iid={identity_of(keyed).ec2_id}\n" in text
     assert f"failed to get http://{METADATA_IP}/latest/meta-data/public-keys" not in text
-    assert f"  local-ipv4 : {keyed.ip}\n" in text
+    assert f"  local-ipv4 : {rule_address(keyed)}\n" in text
 
 
 def test_user_data_script_ran(keyed: Guest) -> None:
@@ -95,8 +96,8 @@ def test_key_installed_and_login_works(shell: GuestShell, keypair: KeyPair) -> N
 def test_tree_seen_from_the_guest(shell: GuestShell, keyed: Guest, keypair: KeyPair) -> None:
     assert metadata(shell, "/").splitlines() == VERSIONS
     assert metadata(shell, "/latest/meta-data/").splitlines() == META_DATA
-    assert metadata(shell, "/2009-04-04/meta-data/instance-id") == Identity(keyed.id).ec2_id
-    assert metadata(shell, "/latest/meta-data/local-ipv4") == keyed.ip
+    assert metadata(shell, "/2009-04-04/meta-data/instance-id") == identity_of(keyed).ec2_id
+    assert metadata(shell, "/latest/meta-data/local-ipv4") == rule_address(keyed)
     assert metadata(shell, "/latest/meta-data/hostname") == "keyed.novalocal"
     assert metadata(shell, "/latest/meta-data/public-ipv4") == ""
     assert metadata(shell, "/latest/meta-data/instance-type") == "m1.tiny"

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="print the testbed (run id, nodes...) as JSON")
     up.add_argument("--mirror", help="Debian mirror for the base image (default: the host's apt source)")
     up.add_argument("--cirros-image", type=Path, help="a real cirros disk image to boot instead of ours")
+    up.add_argument("--cirros-password", help="the cirros user's password in --cirros-image (default: 0.3's "
+                                              "'cubswin:)'; cirros 0.4 and later: gocubsgo)")
     up.add_argument("--libvirt-uri", default=os.environ.get("FLATBED_LIBVIRT_URI"),
                     help="vagrant provider: use this existing libvirt instead of a private libvirtd "
                          "(default: $FLATBED_LIBVIRT_URI)")
@@ -227,7 +229,7 @@ def in_session(run_id: str, topology: str | None, outcome: str | None = None) ->
 def cmd_up(args: argparse.Namespace) -> int:
     topo = load_topology(args.topology)
     bed = Testbed.up(topo, args.provider, mirror=args.mirror, cirros_image=args.cirros_image,
-                     provider_options={"libvirt_uri": args.libvirt_uri})
+                     cirros_password=args.cirros_password, provider_options={"libvirt_uri": args.libvirt_uri})
     in_session(bed.run_id, topo.name)
     if args.json:
         import json
@@ -354,7 +356,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    cloud = Cloud(Testbed.attach(args.testbed))
+    cloud = Cloud(Testbed.attach(args.testbed), derive=False)  # a user's boot: nothing to derive
     try:
         guest = cloud.boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
     except BootFailed as e:

@@ -9,11 +9,14 @@ pure and unit-tested.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flatbed.checks.identity import expected_id, lowest_free
 from flatbed.errors import FlatbedError
 from flatbed.waiters import wait_until
 
@@ -141,6 +144,16 @@ def instance_id(instance_name: str) -> int | None:
 # --- the guest record -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Derived:
+    """A server's id and address as their rules give them (flatbed/checks/identity.py), fixed when
+    ``nova boot`` created it: the id from the boot order, the addresses it may get (the lowest
+    free one, preceded by lower ones that may be back in the pool)."""
+
+    id: int
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Guest:
     """A guest as nova, the DHCP side and its compute describe it.
 
@@ -160,6 +173,8 @@ class Guest:
     in_hostsfile: bool = False
     booted_as: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # what `nova boot` printed
     testbed: Testbed | None = field(default=None, compare=False, repr=False)
+    # What the rules say it should be, fixed when this client created it (None for other guests).
+    derived: Derived | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> int | None:
@@ -177,14 +192,85 @@ class Guest:
         return self.testbed.node(self.compute)
 
 
+# --- what this client did on a testbed --------------------------------------------------------
+
+class BootLedger:
+    """The servers this process's client created on one testbed, in order, and the addresses
+    their guests hold: what the id and address rules need (flatbed/checks/identity.py), kept
+    by the client instead of read back from the stack.
+
+    A testbed this process brought up starts empty; one it attached to starts from its history
+    (the instances its database ever had, the addresses in use), which only the stack can tell.
+    """
+
+    def __init__(self, created: int = 0, held: dict[str, str] | None = None, maybe_held: set[str] | None = None):
+        self.created = created                    # servers created on the testbed so far
+        self.held = dict(held or {})              # address -> uuid of the guest holding it
+        self.maybe_held = set(maybe_held or ())   # deallocated, never leased: back after the timeout
+        self.derived: dict[str, Derived] = {}     # uuid -> what the rules gave it at creation
+
+    @classmethod
+    def from_history(cls, cloud: Cloud) -> BootLedger:
+        """A testbed this process did not bring up: its past, as its database records it."""
+        rows = [f for f in cloud.fixed_ips() if not f.reserved]
+        held = {f.address: "before" for f in rows if f.allocated or f.leased}
+        maybe = {f.address for f in rows if f.instance is not None and not (f.allocated or f.leased)}
+        return cls(cloud.instances_ever(), held, maybe)
+
+    def next(self, topo) -> Derived:
+        """What the next server created must be."""
+        return Derived(expected_id(topo, self.created), lowest_free(topo, self.held, self.maybe_held))
+
+    def record_created(self, uuid: str, derived: Derived) -> None:
+        self.created += 1
+        self.derived[uuid] = derived
+
+    def record_address(self, uuid: str, address: str | None) -> None:
+        """A built guest holds its address. A lower candidate it did not get stays out of the pool
+        for the next guests (a build nova-api restarted between allocating and recording allocates
+        again; a wrong allocation fails that guest's own check, not every later one's)."""
+        if address:
+            self.maybe_held.discard(address)
+            self.held[address] = uuid
+            derived = self.derived.get(uuid)
+            below = [c for c in (derived.addresses if derived else ())
+                     if ipaddress.ip_address(c) < ipaddress.ip_address(address)]
+            skipped = [c for c in below if c not in self.held]
+            self.maybe_held.update(skipped)
+
+    def record_deleted(self, uuid: str, address: str | None, released: bool) -> None:
+        """Deleted: its address is free again when it was released, else only after the timeout."""
+        for where in [a for a, holder in self.held.items() if holder == uuid] + ([address] if address else []):
+            self.held.pop(where, None)
+            if released:
+                self.maybe_held.discard(where)
+            else:
+                self.maybe_held.add(where)
+
+
+_LEDGERS: weakref.WeakKeyDictionary[Testbed, BootLedger] = weakref.WeakKeyDictionary()
+
+
+def ledger_of(cloud: Cloud) -> BootLedger:
+    """The ledger of the cloud's testbed (one per testbed object in this process)."""
+    bed = cloud.testbed
+    if bed not in _LEDGERS:
+        _LEDGERS[bed] = BootLedger() if getattr(bed, "created_here", False) else BootLedger.from_history(cloud)
+    return _LEDGERS[bed]
+
+
 # --- the client -------------------------------------------------------------------------------
 
 class Cloud:
-    """Boots, reads and deletes the guests of one testbed through its controller."""
+    """Boots, reads and deletes the guests of one testbed through its controller.
 
-    def __init__(self, testbed: Testbed):
+    ``derive``: keep the testbed's :class:`BootLedger` (what the suite's checks derive ids and
+    addresses from); a one-shot CLI call has no use for it and skips reading the history."""
+
+    def __init__(self, testbed: Testbed, *, derive: bool = True):
         self.testbed = testbed
         self.topology = testbed.topology
+        self.derive = derive
 
     @property
     def controller(self) -> Node:
@@ -250,7 +336,11 @@ class Cloud:
                      instance_name=instance_name, ip=ip, compute=compute,
                      instance_dir=self.instance_dir(compute, instance_name) if compute else None,
                      mac=row.mac if row else None, lease=row.lease if row else "-", in_hostsfile=ip in hosts,
-                     booted_as=booted_as or {}, testbed=self.testbed)
+                     booted_as=booted_as or {}, testbed=self.testbed, derived=self._derived(server.get("id", ref)))
+
+    def _derived(self, uuid: str) -> Derived | None:
+        ledger = _LEDGERS.get(self.testbed)
+        return ledger.derived.get(uuid) if ledger else None
 
     def guests(self) -> list[Guest]:
         servers = self.servers()
@@ -289,7 +379,8 @@ class Cloud:
                key_name: str | None = None, user_data: str | None = None) -> dict[str, str]:
         """``nova boot``: what it printed (the server in BUILD; its uuid is ``["id"]``).
 
-        ``user_data`` is a file on the controller. NovaError when nova refuses.
+        ``user_data`` is a file on the controller. NovaError when nova refuses (nothing is created
+        then). The ledger fixes the server's id and address rules before the boot.
         """
         argv = ["boot", "--image", image, "--flavor", flavor]
         if compute:
@@ -298,7 +389,13 @@ class Cloud:
             argv += ["--key-name", key_name]
         if user_data:
             argv += ["--user-data", user_data]
-        return parse_properties(self.nova(*argv, name).stdout)
+        if not self.derive:
+            return parse_properties(self.nova(*argv, name).stdout)
+        ledger = ledger_of(self)
+        derived = ledger.next(self.topology)
+        booted_as = parse_properties(self.nova(*argv, name).stdout)
+        ledger.record_created(booted_as["id"], derived)
+        return booted_as
 
     def wait_built(self, booted_as: dict[str, str], timeout: float = BUILD_TIMEOUT) -> Guest:
         """Wait until the guest ``nova boot`` printed is ACTIVE; BootFailed when it goes to ERROR or time runs out."""
@@ -314,10 +411,29 @@ class Cloud:
             wait_until(built, timeout=timeout, what=f"{name}: status ACTIVE",
                        describe=lambda: f"status {self.show(uuid).get('status')}")
         except BootFailed:
+            self._failed(uuid)
             raise
         except FlatbedError as e:
+            self._failed(uuid)
             raise BootFailed(str(e), booted_as) from None
-        return self.guest(uuid, booted_as=booted_as)
+        guest = self.guest(uuid, booted_as=booted_as)
+        if self.testbed in _LEDGERS:
+            _LEDGERS[self.testbed].record_address(uuid, guest.ip)
+        return guest
+
+    def _failed(self, uuid: str) -> None:
+        """A guest that did not get to ACTIVE may hold an address: the one nova shows, or, once
+        ERROR hid it, the one it was given — deallocated but never leased, it stays out of the pool
+        until Essex's disassociate timeout. The ledger counts it as maybe held."""
+        ledger = _LEDGERS.get(self.testbed)
+        if ledger is None or uuid not in ledger.derived:
+            return
+        try:
+            address = self.show(uuid).get(f"{self.topology.flat.label} network")
+        except NoSuchGuest:
+            address = None
+        for maybe in [address] if address else ledger.derived[uuid].addresses:
+            ledger.record_deleted(uuid, maybe, released=False)
 
     def boot(self, name: str, **options: str | None) -> Guest:
         """``nova boot`` and wait for ACTIVE (``create``'s options). A guest that failed is left for
@@ -349,8 +465,11 @@ class Cloud:
             return False
 
         wait_until(gone, timeout=DELETE_TIMEOUT, interval=0.5, what=f"{guest.name} ({guest.uuid}) gone from nova")
-        if guest.ip and self.releases_on_delete and guest.lease == "leased":
+        released = bool(guest.ip and self.releases_on_delete and guest.lease == "leased")
+        if released:
             self.wait_released(guest.ip)
+        if self.testbed in _LEDGERS:
+            _LEDGERS[self.testbed].record_deleted(guest.uuid, guest.ip, released)
         return guest
 
     def wait_released(self, address: str, timeout: float = RELEASE_TIMEOUT) -> None:

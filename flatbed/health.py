@@ -4,8 +4,8 @@ One probe per node (a short shell script, the same on containers and VMs) report
 judgement is pure, so each verdict is unit-tested from canned facts:
 
 - every node answers; stack nodes' systemd is ``running`` (no failed unit);
-- services by role: the controller's nova-network (and nova-api once it is installed), the
-  computes' nova-compute and libvirtd;
+- services by role: the controller's nova-network and nova-api (part of the deployment: its
+  absence is unhealthy, never overlooked), the computes' nova-compute and libvirtd;
 - on the controller, the flat bridge with the gateway address, and dnsmasq serving its
   hostsfile (br100/dnsmasq exist from provisioning on: the network is bound at creation).
 """
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # (unit, required): a required unit must be installed and active; an optional one (a service a
 # later stage installs) must be active once its unit exists.
 SERVICES: dict[str, tuple[tuple[str, bool], ...]] = {
-    "controller": (("nova-network", True), ("nova-api", False)),
+    "controller": (("nova-network", True), ("nova-api", True)),
     "compute": (("nova-compute", True), ("libvirtd", True)),
     "outside": (),
 }

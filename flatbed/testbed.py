@@ -37,6 +37,9 @@ class Testbed:
         self.state = st
         self.provider = provider
         self.progress = progress
+        # Brought up by this process: its whole history happened here (the guest client's ledger
+        # then starts empty instead of reading the past from the stack).
+        self.created_here = False
 
     @property
     def run_id(self) -> str:
@@ -48,7 +51,7 @@ class Testbed:
 
     @classmethod
     def up(cls, topo: Topology, provider_name: str = "auto", *, mirror: str | None = None,
-           cirros_image: Path | None = None, keep_on_failure: bool = False,
+           cirros_image: Path | None = None, cirros_password: str | None = None, keep_on_failure: bool = False,
            progress: Callable[[str], None] = default_progress,
            provider_options: dict | None = None) -> Testbed:
         """Build (or reuse) the images, choose the provider, boot the nodes and provision them.
@@ -64,7 +67,8 @@ class Testbed:
             raise FlatbedError(f"provider {named.name} cannot run here: {why}")
         # Images before `auto` chooses (each is built once and cached): choosing never builds one.
         base = ensure_base(mirror=mirror, progress=_tagged(progress, "images"))
-        guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image)
+        guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image,
+                             cirros_password=cirros_password)
         provider_cls = named or providers.auto(guest, progress)
         st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
                                 topology_path=str(topo.path), topology_digest=topo.digest,
@@ -72,6 +76,7 @@ class Testbed:
                                 options={k: v for k, v in (provider_options or {}).items() if v is not None},
                                 record=provider_cls.Record())
         bed = cls(topo, st, provider_cls(topo, st, progress), progress)
+        bed.created_here = True
         bed.provider.build_images(base, guest)  # the provider's own (the VM box), before anything exists
         progress(f"testbed {st.run_id}: {topo.name} on {provider_cls.name} (state in {st.dir})")
         try:

@@ -17,6 +17,8 @@ from flatbed.checks.cirros import (
     check_console,
     first_lease,
     generation_of,
+    host_keys,
+    leases,
     read_facts,
 )
 
@@ -282,3 +284,22 @@ def test_first_lease_is_the_earliest() -> None:
 
 def test_no_lease_yet() -> None:
     assert first_lease("Starting network...\nudhcpc: started, v1.35.0\n") is None
+
+
+# --- every lease, and the host keys alone (the waiters of flatbed/checks/console.py) ---------------
+
+def test_leases_lists_a_renewal_too() -> None:
+    text = console("flatbed") + "udhcpc: lease of 10.0.0.2 obtained from 10.0.0.1, lease time 120\n"
+    assert [lease[:2] for lease in leases(text)] == [("10.0.0.2", 120), ("10.0.0.2", 120)]
+
+
+@pytest.mark.parametrize("name", CONSOLES)
+def test_host_keys_are_counted_in_each_generation(name: str) -> None:
+    assert host_keys(console(name)) == 2
+
+
+@pytest.mark.parametrize("name", ["0.3.0", "flatbed", "0.3.1", "0.3.5", "0.6"])
+def test_no_key_generated_is_no_host_key(name: str) -> None:
+    """A dropbear start that generated nothing (``Starting dropbear sshd: OK``) or an empty host key
+    block is not a first boot: the sshd waiter keeps waiting, and fails with the console's tail."""
+    assert host_keys(console(name, dropbear="", keys="")) is None

@@ -108,6 +108,30 @@ GUEST_CONSOLE = "\n".join([
     "  local-ipv4 : 10.0.0.2",
 ])
 
+# The document, §2.1 and §2.5: `ip a` of the controller (eth1, eth2, br100) and compute-1's vnet0, verbatim.
+DOCUMENT_CONTROLLER_IP_A = """
+3: eth1:  mtu 1500 qdisc pfifo_fast state UNKNOWN qlen 1000
+    link/ether 08:00:27:9d:c4:b0 brd ff:ff:ff:ff:ff:ff
+    inet 192.168.56.200/24 brd 192.168.56.255 scope global eth1
+    inet6 fe80::a00:27ff:fe9d:c4b0/64 scope link
+       valid_lft forever preferred_lft forever
+4: eth2:  mtu 1500 qdisc pfifo_fast master br100 state UNKNOWN qlen 1000
+    link/ether 08:00:27:8f:87:fa brd ff:ff:ff:ff:ff:ff
+    inet6 fe80::a00:27ff:fe8f:87fa/64 scope link
+       valid_lft forever preferred_lft forever
+5: br100:  mtu 1500 qdisc noqueue state UP
+    link/ether 08:00:27:8f:87:fa brd ff:ff:ff:ff:ff:ff
+    inet 10.0.0.1/24 brd 10.0.0.255 scope global br100
+    inet6 fe80::7053:6bff:fe43:4dfd/64 scope link
+       valid_lft forever preferred_lft forever
+"""
+DOCUMENT_VNET0 = """
+10: vnet0:  mtu 1500 qdisc pfifo_fast master br100 state UNKNOWN qlen 500
+    link/ether fe:16:3e:2c:e8:ec brd ff:ff:ff:ff:ff:ff
+    inet6 fe80::fc16:3eff:fe2c:e8ec/64 scope link
+       valid_lft forever preferred_lft forever
+"""
+
 # The document, §2.6: inside the guest, eth0's address line and `route -n`, verbatim.
 DOCUMENT_GUEST_INET = "    inet 10.0.0.2/24 brd 10.0.0.255 scope global eth0"
 DOCUMENT_GUEST_ROUTE_N = """
@@ -212,3 +236,39 @@ def test_instance_9_and_10_names() -> None:
 
 def test_first_addresses(topo: Topology) -> None:
     assert [expect.nth_address(topo, n) for n in range(2)] == ["10.0.0.2", "10.0.0.3"]
+
+
+def document_ip_a(text: str) -> list[str]:
+    """The document's ``ip a`` without what expect.IP_A_NOT_COMPARED names (index, qdisc, state,
+    qlen, the lifetimes; its web page lost the flags), a bridge's link-local as the expectation
+    writes it."""
+    lines = []
+    for line in normalise(text):
+        if line.startswith("valid_lft"):
+            continue
+        line = re.sub(r"^\d+: (\S+) (.*)$", r"\1 \2", line)
+        line = re.sub(r" (qdisc|state|qlen) \S+", "", line)
+        line = line.replace(" brd ff:ff:ff:ff:ff:ff", "")
+        lines.append(line)
+    return lines
+
+
+def without_flags(lines: list[str]) -> list[str]:
+    return [re.sub(r" <[A-Z_,]+>", "", " ".join(line.split())) for line in lines]
+
+
+def test_controller_ip_a_is_the_documents(topo: Topology) -> None:
+    """eth1, eth2 and br100 line for line (lo is elided in the document, flags lost by its web page)."""
+    expected = without_flags(expect.controller_ip_a(topo))
+    shown = expected[expected.index("eth1: mtu 1500"):]
+    document = document_ip_a(DOCUMENT_CONTROLLER_IP_A)
+    bridge_ll = "inet6 fe80::7053:6bff:fe43:4dfd/64 scope link"
+    assert shown == [line if line != bridge_ll else "inet6 <link-local of another MAC>/64 scope link"
+                     for line in document]
+    # the bridge's link-local is not its MAC's: the one the expectation cannot derive
+    assert expect.link_local("08:00:27:8f:87:fa") != bridge_ll.split()[1] + " scope link"
+
+
+def test_compute_tap_in_ip_a_is_the_documents(topo: Topology) -> None:
+    expected = without_flags(expect.compute_ip_a(topo, topo.computes[0], [("vnet0", "fa:16:3e:2c:e8:ec")]))
+    assert expected[expected.index("vnet0: mtu 1500 master br100"):] == document_ip_a(DOCUMENT_VNET0)

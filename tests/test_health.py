@@ -15,7 +15,7 @@ ALT = Path(__file__).resolve().parent.parent / "topologies" / "alt.toml"
 CONTROLLER_OK = """\
 system running
 unit nova-network active inactive
-unit nova-api absent
+unit nova-api active inactive
 bridge br100 10.0.0.1/24
 dnsmasq 256
 """
@@ -45,7 +45,7 @@ def replace(facts: list[NodeFacts], name: str, **changes) -> list[NodeFacts]:
 def test_parse_probe_reads_every_fact():
     facts = parse_probe("controller-1", "controller", CONTROLLER_OK + "failed foo.service\n")
     assert facts.system == "running"
-    assert facts.units == {"nova-network": "active", "nova-api": "absent"}
+    assert facts.units == {"nova-network": "active", "nova-api": "active"}
     assert facts.bridges == {"br100": ("10.0.0.1/24",)}
     assert facts.dnsmasq == 256
     assert facts.failed_units == ("foo.service",)
@@ -76,8 +76,11 @@ def test_a_healthy_testbed_has_no_verdict_and_checks_every_node(topo):
 @pytest.mark.parametrize(("name", "changes", "expected"), [
     ("compute-2", {"reachable": False, "error": "compute-2: the container is not running"},
      "compute-2: node running (compute-2: the container is not running)"),
-    ("controller-1", {"units": {"nova-network": "failed", "nova-api": "absent"}},
+    ("controller-1", {"units": {"nova-network": "failed", "nova-api": "active"}},
      "controller-1: nova-network active (failed)"),
+    # nova-api is part of the deployment: a controller without it is not healthy.
+    ("controller-1", {"units": {"nova-network": "active", "nova-api": "absent"}},
+     "controller-1: nova-api active (absent)"),
     ("compute-1", {"units": {"nova-compute": "active", "libvirtd": "inactive"}},
      "compute-1: libvirtd active (inactive)"),
     ("compute-1", {"units": {"libvirtd": "active"}}, "compute-1: nova-compute active (absent)"),
@@ -110,6 +113,6 @@ def test_probe_follows_the_topology():
     assert "brflat" in script and "br100" not in script
     assert "nova-brflat.conf" in script
     assert "nova-compute" in probe_script(alt, "compute") and "libvirtd" in probe_script(alt, "compute")
-    facts = parse_probe("ctl", "controller", "system running\nunit nova-network active\n"
+    facts = parse_probe("ctl", "controller", "system running\nunit nova-network active\nunit nova-api active\n"
                                              "bridge brflat 10.42.8.1/22\ndnsmasq 9\n")
     assert verdict(judge(alt, [facts])) is None

@@ -22,7 +22,8 @@ I/O, regexes per line (multi-line only for the datasource and host-key blocks).
 API: :func:`check_console` (console, :class:`Expected`) -> :class:`Facts` or the first
 :class:`Mismatch`; :func:`read_facts` (console) -> what it shows, unchecked; :func:`generation_of`
 (console) -> :class:`Generation` or None; :func:`first_lease` (console) -> the first lease in any
-generation's wording, for waiting on a lease before the generation is known.
+generation's wording, for waiting on a lease before the generation is known; :func:`leases`
+(console) -> every lease line; :func:`host_keys` (console) -> the host keys generated on first boot.
 """
 
 from __future__ import annotations
@@ -178,17 +179,33 @@ def _missing(fact: str, line: Line, console: str, gen: Generation | None) -> Mis
     return Mismatch(fact, f"/{line.pattern}/", _near(line, console), gen.name if gen else None, final=False)
 
 
+ANY_LEASE = (LEASE_BUSYBOX_118, LEASE_BUSYBOX_128, LEASE_BUSYBOX_133, LEASE_DHCPCD)
+
+
+def leases(console: str) -> list[tuple[str, int, str]]:
+    """(address, lease seconds, the line) of every lease line in any generation's wording, in order."""
+    console = console.replace("\r\n", "\n")
+    hits = [m for line in ANY_LEASE for m in re.finditer(line.pattern, console, re.M)]
+    return [(m.group("ip"), int(m.group("seconds")), m.group(0)) for m in sorted(hits, key=lambda m: m.start())]
+
+
 def first_lease(console: str) -> tuple[str, int, str] | None:
     """(address, lease seconds, the line) of the first lease line in any generation's wording."""
-    hits = []
-    for line in (LEASE_BUSYBOX_118, LEASE_BUSYBOX_128, LEASE_BUSYBOX_133, LEASE_DHCPCD):
+    found = leases(console)
+    return found[0] if found else None
+
+
+def host_keys(console: str) -> int | None:
+    """How many SSH host keys the console shows generated on first boot, in its generation's words
+    (buildroot's dropbear line, or cirros-status' host key block); None while it shows none of them.
+    A dropbear start that generated no key ("Starting dropbear sshd: OK") is not a first boot's."""
+    console = console.replace("\r\n", "\n")
+    gen = generation_of(console)
+    for line in (gen.host_keys,) if gen else (DROPBEAR_KEYS, HOST_KEYS_BLOCK):
         match = _search(line, console)
         if match:
-            hits.append(match)
-    if not hits:
-        return None
-    first = min(hits, key=lambda m: m.start())
-    return first.group("ip"), int(first.group("seconds")), first.group(0)
+            return _count_keys_of(line, match)
+    return None
 
 
 def read_facts(console: str) -> Facts | Mismatch:
@@ -221,7 +238,11 @@ def read_facts(console: str) -> Facts | Mismatch:
 
 
 def _count_keys(gen: Generation, match: re.Match[str]) -> int:
-    if gen.host_keys is HOST_KEYS_BLOCK:
+    return _count_keys_of(gen.host_keys, match)
+
+
+def _count_keys_of(line: Line, match: re.Match[str]) -> int:
+    if line is HOST_KEYS_BLOCK:
         return len(match.group("keys").splitlines())
     return match.group("keys").count("generating ")
 

@@ -142,3 +142,44 @@ def read_until(proc: subprocess.Popen, pattern: re.Pattern, timeout: float) -> s
     wait_until(matched, timeout=timeout, interval=0, what=f"`flatbed console` to show {pattern.pattern}",
                describe=lambda: f"after {time.monotonic() - started:.0f} s it showed: {''.join(seen)[-500:]!r}")
     return "".join(seen)
+# --- an inner pytest run's outcome, from its JUnit XML (never from its summary line) ----------------
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """One test of an inner run: ``passed``, ``failed``, ``error`` or ``skipped`` (with its reason)."""
+
+    name: str          # the test function's name, with its parameters
+    outcome: str
+    message: str = ""
+
+
+def junit_outcomes(path: Path) -> list[CaseOutcome]:
+    """Every test case of a JUnit XML report (pytest's ``--junitxml``), in order."""
+    import xml.etree.ElementTree as ET
+
+    cases = []
+    for case in ET.parse(path).iter("testcase"):
+        marks = [child for child in case if child.tag in ("failure", "error", "skipped")]
+        outcome = {"failure": "failed"}.get(marks[0].tag, marks[0].tag) if marks else "passed"
+        cases.append(CaseOutcome(case.get("name", ""), outcome, marks[0].get("message", "") if marks else ""))
+    return cases
+
+
+def outcome_problems(cases: list[CaseOutcome], declared_skips: dict[str, str]) -> list[str]:
+    """Why an inner run does not count as passed: a test that did not pass, a skip not declared
+    (``declared_skips``: test name -> words its reason must contain) or with another reason, a
+    declared skip that ran instead, or no test at all."""
+    if not cases:
+        return ["the run has no test case"]
+    problems = []
+    for case in cases:
+        declared = declared_skips.get(case.name)
+        if case.outcome == "skipped" and declared is None:
+            problems.append(f"{case.name}: skipped without being declared: {case.message}")
+        elif case.outcome == "skipped" and declared not in case.message:
+            problems.append(f"{case.name}: skipped for another reason than declared ({declared!r}): {case.message}")
+        elif case.outcome in ("failed", "error"):
+            problems.append(f"{case.name}: {case.outcome}: {case.message}")
+        elif case.outcome == "passed" and declared is not None:
+            problems.append(f"{case.name}: passed, but declared to skip ({declared!r})")
+    return problems

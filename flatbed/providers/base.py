@@ -34,6 +34,9 @@ class Provider(ABC):
     # Whether a run may bring up a second testbed while its first is up or coming up (a test
     # module's variant): containers yes; VMs come up one testbed at a time (their memory).
     side_by_side: ClassVar[bool] = False
+    # Named omissions of flatbed/checks/expect.py its machines may need (a NIC the document's had
+    # not); each applies only on a node where its interface exists.
+    document_omissions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, topology: Topology, state: TestbedState, progress: Progress):
         self.topology = topology

@@ -40,6 +40,9 @@ class VagrantProvider(Provider):
     Record = VagrantRecord
     # One VM testbed at a time unless this host has a core per VM and the memory of two (capacity.py).
     side_by_side = capacity.two_testbeds_fit()
+    # flatbed's Vagrantfile attaches no management NIC (mgmt_attach = false); a box or setup that
+    # does gets its eth0 lines left out by name, on the nodes that have it.
+    document_omissions = ("vagrant-management-nic",)
     _plugin_checked: str | None = None  # "ok" or why not, once per process
 
     # --- usability ------------------------------------------------------------------------
