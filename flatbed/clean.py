@@ -1,13 +1,15 @@
 """``flatbed clean``: remove what flatbed runs left on this host, and nothing else.
 
-Left behind means: a testbed whose state file says it is being created but whose creating
-process is gone (a killed ``up`` or pytest), one that failed, one whose nodes stopped running,
+Left behind means: a testbed whose state file says it is being created or removed but whose
+process is gone (a killed ``up`` or pytest, an aborted teardown), one that failed, one whose
+nodes stopped running,
 one whose state file this flatbed cannot read, and resources tagged with a run id (``fb`` + 6
 hex digits) that no state file accounts for: flatbed's own (namespaces ``fbXXXXXX-*``, mounts
 under the state root) and each provider's (:meth:`~flatbed.providers.base.Provider.scan`, e.g.
 cgroups and overlays of containers, a private libvirtd's runtime directory). Kept testbeds that
 are up stay up (``flatbed down`` removes those), and so do testbeds recorded in another state
 root beside ours (other ``FLATBED_STATE`` directories of the same host): their owner cleans them.
+A testbed that a live process uses (:mod:`flatbed.ownership`) is never touched without ``--force``.
 
 The decisions are pure functions (:func:`judge_testbed`, :func:`judge_unreadable`,
 :func:`judge_orphan`), unit-tested; removal reuses the provider's ``destroy`` where a state file
@@ -17,15 +19,17 @@ exists and every provider's ``sweep`` where none does (Molecule's driver ``reset
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flatbed import hostnet, leftovers, providers, state
+from flatbed import hostnet, leftovers, ownership, providers, state
 from flatbed.errors import FlatbedError
 from flatbed.mounts import mounts_under
 from flatbed.topology import DEFAULT_TOPOLOGY
 from flatbed.topology import load as load_topology
+from flatbed.uninterruptible import finishing_teardown
 
 
 @dataclass(frozen=True)
@@ -53,16 +57,22 @@ class Report:
         return out
 
 
-def judge_testbed(st: state.TestbedState, nodes_running: bool, owner_alive: bool) -> Decision:
-    """What to do with a testbed recorded in our state root."""
+def judge_testbed(st: state.TestbedState, nodes_running: bool, user: ownership.User | None,
+                  force: bool = False) -> Decision:
+    """What to do with a testbed recorded in our state root; ``user``: the live process using it."""
+    if user is not None and not force:
+        # Whatever its status: coming up, under test (a compute rebooting), being removed.
+        return Decision(st.run_id, "keep", f"in use by {user}; {ownership.FORCE_REMOVE}")
     if st.status == "up":
         if nodes_running:
             return Decision(st.run_id, "keep", "up with every node running; `flatbed down` removes it")
         return Decision(st.run_id, "remove", "recorded up but its nodes are not running")
-    if st.status == "creating" and owner_alive:
-        return Decision(st.run_id, "keep", f"being created by pid {st.owner.split(':')[0]}")
+    if user is not None:
+        return Decision(st.run_id, "remove", f"{st.status}, in use by {user}: --force")
     if st.status == "creating":
         return Decision(st.run_id, "remove", "bring-up interrupted (its process is gone)")
+    if st.status == "removing":
+        return Decision(st.run_id, "remove", "teardown interrupted (its process is gone)")
     return Decision(st.run_id, "remove", f"status {st.status}")
 
 
@@ -134,18 +144,12 @@ def remove_tagged(run_id: str) -> list[str]:
     return removed
 
 
-def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: None) -> Report:
-    """Remove every leftover; returns what was removed (or would be, with ``dry_run``) and what was kept."""
-    report = Report()
-    beds, unreadable = state.scan_testbeds()
-    for st in beds:
-        decision = judge_testbed(st, _nodes_running(st, progress), state.process_alive(st.owner))
-        if decision.action != "remove":
-            report.kept.append(decision)
-            continue
-        if dry_run:
-            report.removed.append((decision, [f"testbed {st.run_id} and everything its state file records"]))
-            continue
+def remove_testbed(st: state.TestbedState, progress: Callable[[str], None]) -> list[str]:
+    """Remove a recorded testbed as ``down`` does (marked ``removing`` by this process, through
+    the first interrupt), and whatever tagged resources its state file did not know about."""
+    with finishing_teardown(st.run_id):
+        st.status, st.owner, st.owner_since = "removing", ownership.me(), time.time()
+        st.save()
         provider = _provider(st, progress)
         removed = provider.destroy()
         removed += remove_tagged(st.run_id)  # anything the state file did not know about
@@ -153,7 +157,22 @@ def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: 
         if left:
             raise FlatbedError(f"testbed {st.run_id}: still present after clean: {', '.join(left)}")
         st.forget()
-        report.removed.append((decision, removed + [f"state file {st.dir / 'state.json'}"]))
+    return removed + [f"state file {st.dir / 'state.json'}"]
+
+
+def clean(*, dry_run: bool = False, force: bool = False, progress: Callable[[str], None] = lambda m: None) -> Report:
+    """Remove every leftover; returns what was removed (or would be, with ``dry_run``) and what was
+    kept. ``force``: also testbeds a live process uses (those not up and running)."""
+    report = Report()
+    beds, unreadable = state.scan_testbeds()
+    for st in beds:
+        decision = judge_testbed(st, _nodes_running(st, progress), ownership.user_of(st), force)
+        if decision.action != "remove":
+            report.kept.append(decision)
+        elif dry_run:
+            report.removed.append((decision, [f"testbed {st.run_id} and everything its state file records"]))
+        else:
+            report.removed.append((decision, remove_testbed(st, progress)))
     for problem in unreadable:
         decision = judge_unreadable(problem)
         path = state.state_root() / problem.run_id / "state.json"
