@@ -214,9 +214,10 @@ def test_compute_rebooted_runs_its_guest_again_with_the_same_address(bed: Testbe
     node = bed.node(node.name)
     wait_until(lambda: node.run(["systemctl", "is-active", "nova-compute"]).stdout.strip() == "active",
                timeout=REAPPLY_TIMEOUT, what=f"{node.name}: nova-compute active after the reboot")
-    logged = node.check(["journalctl", "-u", "nova-compute", f"--since=@{before}", "-o", "cat", "--no-pager"])
-    assert f"Rebooting instance {guest.instance_name} after nova-compute restart." in logged, \
-        "nova-compute did not start the guest again"
+    resumed = f"Rebooting instance {guest.instance_name} after nova-compute restart."
+    wait_until(lambda: resumed in node.check(["journalctl", "-u", "nova-compute", f"--since=@{before}", "-o", "cat",
+                                              "--no-pager"]),
+               timeout=REAPPLY_TIMEOUT, what=f"{node.name}: nova-compute's init_host to start the guest again")
     wait_until(lambda: node.run(["virsh", "domstate", guest.instance_name]).stdout.strip() == "running",
                timeout=REAPPLY_TIMEOUT, what=f"{guest.instance_name} running again on {node.name}")
     wait_until(lambda: len(syslog_lines(controller, ack)) > acks, timeout=REAPPLY_TIMEOUT,
