@@ -390,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     try:
         return VERBS[args.verb](args)
-    except FlatbedError as e:
-        print(f"flatbed: error: {e}", file=sys.stderr)
+    except FlatbedError as e:  # one line per problem (a topology file may have several)
+        print("\n".join(f"flatbed: error: {line}" for line in str(e).splitlines()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("flatbed: interrupted", file=sys.stderr)

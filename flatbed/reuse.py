@@ -40,10 +40,7 @@ def expected_images(mirror: str | None = None, cirros_image: Path | None = None)
     mirror = apt.detect_mirror(mirror)
     base_digest = base.base_hash(apt.resolve_suite_versions(base.PACKAGES, base.SUITE, mirror), mirror)
     if cirros_image is not None:
-        path = Path(cirros_image).resolve()
-        if not path.is_file():
-            raise FlatbedError(f"cirros image not found: {path}")
-        guest_digest = hash_file(path)
+        guest_digest = hash_file(guest.check_disk_image(cirros_image))
     else:
         guest_digest = guest.guest_hash(guest.resolve_packages(), guest.host_sources_key(),
                                         hash_tree(guest.GUEST_SRC))

@@ -15,7 +15,7 @@ from pathlib import Path
 from flatbed import ownership, providers, provisioning, state
 from flatbed.errors import FlatbedError
 from flatbed.images.base import BaseImage, ensure_base
-from flatbed.images.guest import GuestImage, ensure_guest
+from flatbed.images.guest import GuestImage, check_disk_image, ensure_guest
 from flatbed.node import Node
 from flatbed.providers.base import Provider
 from flatbed.topology import Topology
@@ -63,14 +63,24 @@ class Testbed:
         why = named.unusable() if named else None
         if named and why:
             raise FlatbedError(f"provider {named.name} cannot run here: {why}")
+        options = {k: v for k, v in (provider_options or {}).items() if v is not None}
+        # Bad input is refused before anything is built or created.
+        if cirros_image is not None:
+            check_disk_image(cirros_image)
+        why = named.bad_options(options) if named else None
+        if why:
+            raise FlatbedError(why)
         # Images before `auto` chooses (each is built once and cached): choosing never builds one.
         base = ensure_base(mirror=mirror, progress=_tagged(progress, "images"))
         guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image)
         provider_cls = named or providers.auto(guest, progress)
+        why = None if named else provider_cls.bad_options(options)
+        if why:
+            raise FlatbedError(why)
         st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
                                 topology_path=str(topo.path), topology_digest=topo.digest,
                                 images={"base": base.hash, "guest": guest.hash},
-                                options={k: v for k, v in (provider_options or {}).items() if v is not None},
+                                options=options,
                                 record=provider_cls.Record())
         bed = cls(topo, st, provider_cls(topo, st, progress), progress)
         bed.provider.build_images(base, guest)  # the provider's own (the VM box), before anything exists
