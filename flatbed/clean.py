@@ -1,8 +1,8 @@
 """``flatbed clean``: remove what flatbed runs left on this host, and nothing else.
 
 Left behind means: a testbed whose state file says it is being created or removed but whose
-process is gone (a killed ``up`` or pytest, an aborted teardown), one that failed, one whose
-nodes stopped running,
+process is gone (a killed ``up`` or pytest, an aborted teardown), one that is up but whose run
+was killed before it kept or removed it, one that failed, one whose nodes stopped running,
 one whose state file this flatbed cannot read, and resources tagged with a run id (``fb`` + 6
 hex digits) that no state file accounts for: flatbed's own (namespaces ``fbXXXXXX-*``, mounts
 under the state root) and each provider's (:meth:`~flatbed.providers.base.Provider.scan`, e.g.
@@ -64,9 +64,12 @@ def judge_testbed(st: state.TestbedState, nodes_running: bool, user: ownership.U
         # Whatever its status: coming up, under test (a compute rebooting), being removed.
         return Decision(st.run_id, "keep", f"in use by {user}; {ownership.FORCE_REMOVE}")
     if st.status == "up":
-        if nodes_running:
+        if not nodes_running:
+            return Decision(st.run_id, "remove", "recorded up but its nodes are not running")
+        if st.kept or not st.owner or state.process_alive(st.owner):
             return Decision(st.run_id, "keep", "up with every node running; `flatbed down` removes it")
-        return Decision(st.run_id, "remove", "recorded up but its nodes are not running")
+        return Decision(st.run_id, "remove", f"its run (pid {st.owner.split(':')[0]}) is gone and neither kept "
+                                             "nor removed it")
     if user is not None:
         return Decision(st.run_id, "remove", f"{st.status}, in use by {user}: --force")
     if st.status == "creating":

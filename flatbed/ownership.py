@@ -151,16 +151,17 @@ def take(st: state.TestbedState, *, force: bool = False, hint: str = FORCE_REMOV
 
 
 def give_back(st: state.TestbedState) -> None:
-    """The testbed stays (kept): it has no user any more, unless someone else took it meanwhile."""
+    """The testbed stays, kept for its users: it has no user any more (unless someone else took it
+    meanwhile)."""
     with locked(st.run_id):
         try:
             on_disk = state.TestbedState.load(st.run_id)
         except FlatbedError:
             return  # removed meanwhile
         if on_disk.owner in (st.owner, me()):
-            on_disk.owner, on_disk.owner_since = "", 0.0
+            on_disk.owner, on_disk.owner_since, on_disk.kept = "", 0.0, True
             on_disk.save()
-        st.owner, st.owner_since = "", 0.0
+        st.owner, st.owner_since, st.kept = "", 0.0, True
 
 
 def taken_away(st: state.TestbedState) -> bool:

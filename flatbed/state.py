@@ -7,7 +7,7 @@ created, so a run killed half-way can still be cleaned up from its state file.
 The file holds the generic facts (run id, provider, topology, images, status, the process using
 it) and the provider's own typed record (:class:`ProviderRecord` subclasses, one per provider).
 Status goes ``creating`` -> ``up`` -> ``removing`` -> gone (or ``failed``). Files of schema 1
-(bare dicts, before typed records) and 2 (before ``owner_since``) still load; one this flatbed
+(bare dicts, before typed records) and 2 (before ``owner_since`` and ``kept``) still load; one this flatbed
 cannot read is refused in one line naming ``flatbed clean``, which removes such testbeds by
 their run-tagged resources.
 """
@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 
 from flatbed.errors import FlatbedError
 
-# 1: nodes and resources as bare dicts; 2: the provider's typed record; 3: owner_since (older
-# flatbeds would refuse the new field as unreadable, and `flatbed clean` would remove a live testbed)
+# 1: nodes and resources as bare dicts; 2: the provider's typed record; 3: owner_since and kept
+# (older flatbeds would refuse the new fields as unreadable, and their `flatbed clean` would
+# remove a live testbed)
 SCHEMA = 3
 RUN_PREFIX = "fb"
 RUN_ID = re.compile(rf"{RUN_PREFIX}[0-9a-f]{{6}}")
@@ -127,6 +128,9 @@ class TestbedState:
     # one whose process was killed.
     owner: str = field(default_factory=lambda: process_identity(os.getpid()))
     owner_since: float = field(default_factory=time.time)  # when the owner took it
+    # Kept for its users (by `flatbed up`, or a run under --destroy=passing/never): a testbed that
+    # is up, not kept and whose user is gone was left by a killed run, and `flatbed clean` removes it.
+    kept: bool = False
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -188,6 +192,7 @@ def decode_state(data: dict[str, Any]) -> TestbedState:
         data.setdefault("owner", "")  # written before owners were recorded: no live owner
     if schema < 3:
         data.setdefault("owner_since", 0.0)  # unknown: ownership reads the owner's start time
+        data.setdefault("kept", data.get("status") == "up")  # older flatbeds kept every testbed that was up
     return from_json(TestbedState, data, {"record": record_cls})
 
 

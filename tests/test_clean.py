@@ -11,16 +11,16 @@ from flatbed.clean import Decision, Report, judge_orphan, judge_testbed, recorde
 from flatbed.ownership import User
 
 
-def st(status: str, owner: str = "") -> state.TestbedState:
+def st(status: str, owner: str = "", kept: bool = False) -> state.TestbedState:
     return state.TestbedState(run_id="fb0000aa", provider="nspawn", topology_path="t.toml", topology_digest="d",
-                              status=status, owner=owner)
+                              status=status, owner=owner, kept=kept)
 
 
 USER = User(4242, "pytest", 0.0)
 
 
 @pytest.mark.parametrize(("status", "running", "user", "force", "action"), [
-    ("up", True, None, False, "keep"),          # a kept testbed: `flatbed down` is for that
+    ("up", True, None, False, "remove"),        # up, not kept, its run gone: killed mid-test
     ("up", False, None, False, "remove"),       # its containers died (host reboot, kill -9)
     ("up", False, USER, False, "keep"),         # a run's compute rebooting under a fault test
     ("creating", True, USER, False, "keep"),    # a bring-up in progress
@@ -39,6 +39,13 @@ def test_judge_testbed(status, running, user, force, action):
         assert decision.reason.startswith("in use by pytest (pid 4242) since ") and "--force" in decision.reason
     if status == "removing" and not user:
         assert decision.reason == "teardown interrupted (its process is gone)"
+
+
+def test_a_kept_testbed_stays_even_when_the_run_that_reused_it_was_killed():
+    assert judge_testbed(st("up", "", kept=True), True, None).action == "keep"           # kept, nobody uses it
+    assert judge_testbed(st("up", "4242:1", kept=True), True, None).action == "keep"     # a --reuse run killed
+    killed = judge_testbed(st("up", "4242:1"), True, None)
+    assert killed.action == "remove" and killed.reason == "its run (pid 4242) is gone and neither kept nor removed it"
 
 
 def test_judge_orphan(tmp_path):
