@@ -119,6 +119,7 @@ class Run:
                                       provider, "--destroy=always", "-q"], cwd=REPO, env=env(), stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.run_id: str | None = None
+        self.seen = False   # whether its state file was read once
 
     def find_run(self) -> str | None:
         if self.run_id is None:
@@ -131,6 +132,9 @@ class Run:
         if self.proc.poll() is not None:
             return "ended"
         status = status_of(self.find_run())
+        if status == "gone" and not self.seen:
+            status = "-"   # its directory exists, its state file not yet
+        self.seen = self.seen or status not in ("-", "gone")
         return {"-": "bring-up", "creating": "bring-up", "up": "test", "failed": "teardown",
                 "removing": "teardown", "gone": "teardown"}.get(status, "bring-up")
 
@@ -237,9 +241,7 @@ def interrupt(n: int, module: str, provider: str, logs: Path, sig: signal.Signal
     row = Row(n, "interrupt", signal=sig.name, phase=phase)
     run = Run(module, provider, logs / f"interrupt-{n}.log")
     entered = run.wait_for(phase)
-    if entered is None:
-        row.outcome = f"ended before its {phase}"
-    else:
+    if entered is not None:
         delay = fraction * lengths.get(phase, 0.0)
         while time.monotonic() < entered + delay and run.phase() == phase:
             time.sleep(POLL)
@@ -248,6 +250,8 @@ def interrupt(n: int, module: str, provider: str, logs: Path, sig: signal.Signal
         run.send(sig)
         if now != phase:
             row.outcome = f"(in its {now}) "
+    else:
+        row.outcome = f"ended before its {phase}; "
     rc = run.finish()
     row.outcome += f"pytest exited {rc}"
     row.run = run.find_run() or "-"
