@@ -38,6 +38,7 @@ class Testbed:
         self.state = st
         self.provider = provider
         self.progress = progress
+        self.removing = False
 
     @property
     def run_id(self) -> str:
@@ -146,7 +147,7 @@ class Testbed:
 
     def taken_away(self) -> bool:
         """Whether someone else removed (or is removing) this testbed while this process used it."""
-        return ownership.taken_away(self.state)
+        return not self.removing and ownership.taken_away(self.state)
 
     def down(self) -> list[str]:
         """Remove everything of this testbed; raise if anything is left behind.
@@ -156,6 +157,7 @@ class Testbed:
         removal that was aborted.
         """
         started = time.monotonic()
+        self.removing = True   # by this process: not taken away from it
         with finishing_teardown(self.run_id):
             self.state.status = "removing"
             self.state.owner, self.state.owner_since = ownership.me(), time.time()

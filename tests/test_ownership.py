@@ -169,6 +169,9 @@ def test_a_testbed_removed_by_someone_else_is_taken_away(toy):
     assert bed.taken_away()
     other_view.forget()
     assert bed.taken_away()
+    mine = Testbed.attach(toy_testbed(owner=ownership.me()).run_id)
+    mine.down()
+    assert not mine.taken_away()      # removed by this process itself
 
 
 def test_state_files_before_owner_since_load(toy):
