@@ -108,6 +108,12 @@ def status_of(run: str | None) -> str:
         return "gone"
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C interrupts the run even when the soak itself was started in the background (a
+    shell's ``&`` ignores SIGINT, and an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """A ``pytest MODULE`` run in its own session (so Ctrl-C can go to its whole group)."""
 
@@ -117,7 +123,8 @@ class Run:
         self.started = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", module, "--provider",
                                       provider, "--destroy=always", "-q"], cwd=REPO, env=env(), stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_as_in_a_terminal)
         self.run_id: str | None = None
         self.seen = False   # whether its state file was read once
 
