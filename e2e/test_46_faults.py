@@ -8,8 +8,9 @@ its own guests and deletes them.
 
 - **dnsmasq killed** on the controller: Essex did nothing about it until the next allocation
   (``update_dhcp`` → ``linux_net.restart_dhcp``, which starts dnsmasq when its pid is gone):
-  it stays down through nova-network's periodic ticks while ``flatbed status`` reports it NOT OK
-  (exit 1); the next ``nova boot`` starts a new dnsmasq, which leases the new guest its address.
+  it stays down through nova-network's periodic ticks while the health check of ``flatbed
+  status`` reports it NOT OK; the next ``nova boot`` starts a new dnsmasq, which leases the new
+  guest its address, and the testbed is healthy again.
 - **nova-network restarted** beside a running dnsmasq: the same dnsmasq processes, HUPed (they
   read the hostsfile again), the same fixed IPs and hostsfile, the controller's iptables listings
   the document's, in its order, and the guest still answers.
@@ -27,7 +28,6 @@ its own guests and deletes them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import libvirt
@@ -35,10 +35,11 @@ import pytest
 
 from fixtures.guests import BootedGuests
 from fixtures.variants import own_testbed
+from flatbed import health
 from flatbed.checks import expect, journal, listings
 from flatbed.checks.compare import assert_listing
 from flatbed.checks.console import wait_for_lease
-from flatbed.checks.runs import REPO, FlatbedCli
+from flatbed.checks.runs import REPO
 from flatbed.checks.timeouts import PERIODIC_SLACK, REAPPLY_TIMEOUT, REBOOT_TIMEOUT
 from flatbed.checks.traffic import icmp_send_errno, wait_pingable
 from flatbed.cloud import Cloud
@@ -87,8 +88,7 @@ def syslog_lines(node: Node, needle: str) -> list[str]:
     return [line for line in node.read_file("/var/log/syslog").splitlines() if needle in line]
 
 
-def test_dnsmasq_killed_stays_down_until_the_next_allocation(bed: Testbed, booted: BootedGuests,
-                                                             flatbed_cli: FlatbedCli) -> None:
+def test_dnsmasq_killed_stays_down_until_the_next_allocation(bed: Testbed, booted: BootedGuests) -> None:
     controller, topo = bed.controller, bed.topology
     killed = dnsmasq_pids(bed)
     assert killed, "no dnsmasq serves the hostsfile before the fault"
@@ -96,10 +96,9 @@ def test_dnsmasq_killed_stays_down_until_the_next_allocation(bed: Testbed, boote
     controller.check(f"kill $(cat {expect.pidfile_path(topo)})")
     wait_until(lambda: not dnsmasq_pids(bed), timeout=10, what="dnsmasq to exit after its kill")
 
-    status = flatbed_cli.run("--testbed", bed.run_id, "status", check=False)
-    assert status.returncode == 1, status.stdout + status.stderr
-    assert re.search(rf"{topo.controller.name}: dnsmasq on {topo.flat.bridge}\b.*not running", status.stdout), \
-        status.stdout
+    # What `flatbed status` judges its health by (it exits 1 and prints this check NOT OK).
+    problem = health.verdict(health.check(bed))
+    assert problem and f"{topo.controller.name}: dnsmasq on {topo.flat.bridge} (not running" in problem, problem
 
     journal.wait_for(ticks, TICK, count=QUIET_TICKS, timeout=tick_timeout(bed, QUIET_TICKS),
                      what=f"{QUIET_TICKS} periodic ticks of nova-network")
@@ -109,7 +108,7 @@ def test_dnsmasq_killed_stays_down_until_the_next_allocation(bed: Testbed, boote
     restarted = dnsmasq_pids(bed)
     assert restarted and not set(restarted) & set(killed), f"dnsmasq pids {killed} -> {restarted}"
     wait_for_lease(guest)
-    assert flatbed_cli.run("--testbed", bed.run_id, "status", check=False).returncode == 0
+    assert health.verdict(health.check(bed)) is None
 
 
 def test_nova_network_restarted_beside_dnsmasq(bed: Testbed, booted: BootedGuests) -> None:
