@@ -1,13 +1,15 @@
 """``flatbed clean``: remove what flatbed runs left on this host, and nothing else.
 
-Left behind means: a testbed whose state file says it is being created but whose creating
-process is gone (a killed ``up`` or pytest), one that failed, one whose nodes stopped running,
+Left behind means: a testbed whose state file says it is being created or removed but whose
+process is gone (a killed ``up`` or pytest, an aborted teardown), one that is up but whose run
+was killed before it kept or removed it, one that failed, one whose nodes stopped running,
 one whose state file this flatbed cannot read, and resources tagged with a run id (``fb`` + 6
 hex digits) that no state file accounts for: flatbed's own (namespaces ``fbXXXXXX-*``, mounts
 under the state root) and each provider's (:meth:`~flatbed.providers.base.Provider.scan`, e.g.
 cgroups and overlays of containers, a private libvirtd's runtime directory). Kept testbeds that
 are up stay up (``flatbed down`` removes those), and so do testbeds recorded in another state
 root beside ours (other ``FLATBED_STATE`` directories of the same host): their owner cleans them.
+A testbed that a live process uses (:mod:`flatbed.ownership`) is never touched without ``--force``.
 
 The decisions are pure functions (:func:`judge_testbed`, :func:`judge_unreadable`,
 :func:`judge_orphan`), unit-tested; removal reuses the provider's ``destroy`` where a state file
@@ -22,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flatbed import artifacts, hostnet, leftovers, providers, state
+from flatbed import artifacts, hostnet, leftovers, ownership, providers, state
 from flatbed.errors import FlatbedError
 from flatbed.mounts import mounts_under
 from flatbed.topology import DEFAULT_TOPOLOGY
 from flatbed.topology import load as load_topology
+from flatbed.uninterruptible import finishing_teardown
 
 
 @dataclass(frozen=True)
@@ -58,24 +61,29 @@ class Report:
         return out
 
 
-def judge_testbed(st: state.TestbedState, nodes_running: bool, owner_alive: bool,
-                  kept_older_than: float | None = None, now: float | None = None) -> Decision:
-    """What to do with a testbed recorded in our state root. With ``kept_older_than`` (seconds), a
-    testbed that is up is removed once it is older than that, unless its process still uses it."""
+def judge_testbed(st: state.TestbedState, nodes_running: bool, user: ownership.User | None,
+                  force: bool = False, kept_older_than: float | None = None, now: float | None = None) -> Decision:
+    """What to do with a testbed recorded in our state root; ``user``: the live process using it.
+    With ``kept_older_than`` (seconds), a testbed kept up is removed once it is older than that."""
+    if user is not None and not force:
+        # Whatever its status: coming up, under test (a compute rebooting), being removed.
+        return Decision(st.run_id, "keep", f"in use by {user}; {ownership.FORCE_REMOVE}")
     if st.status == "up":
+        if not nodes_running:
+            return Decision(st.run_id, "remove", "recorded up but its nodes are not running")
         age = (time.time() if now is None else now) - st.created
-        if nodes_running and kept_older_than is not None and age > kept_older_than:
-            if owner_alive:
-                return Decision(st.run_id, "keep", f"older than {_age(kept_older_than)} but in use by pid "
-                                                   f"{st.owner.split(':')[0]}")
+        if kept_older_than is not None and age > kept_older_than:
             return Decision(st.run_id, "remove", f"kept for {_age(age)}, older than {_age(kept_older_than)}")
-        if nodes_running:
+        if st.kept or not st.owner or state.process_alive(st.owner):
             return Decision(st.run_id, "keep", "up with every node running; `flatbed down` removes it")
-        return Decision(st.run_id, "remove", "recorded up but its nodes are not running")
-    if st.status == "creating" and owner_alive:
-        return Decision(st.run_id, "keep", f"being created by pid {st.owner.split(':')[0]}")
+        return Decision(st.run_id, "remove", f"its run (pid {st.owner.split(':')[0]}) is gone and neither kept "
+                                             "nor removed it")
+    if user is not None:
+        return Decision(st.run_id, "remove", f"{st.status}, in use by {user}: --force")
     if st.status == "creating":
         return Decision(st.run_id, "remove", "bring-up interrupted (its process is gone)")
+    if st.status == "removing":
+        return Decision(st.run_id, "remove", "teardown interrupted (its process is gone)")
     return Decision(st.run_id, "remove", f"status {st.status}")
 
 
@@ -159,9 +167,26 @@ def _age(seconds: float) -> str:
     return f"{minutes} min" if minutes else f"{secs} s"
 
 
-def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: None,
+def remove_testbed(st: state.TestbedState, progress: Callable[[str], None]) -> list[str]:
+    """Remove a recorded testbed as ``down`` does (marked ``removing`` by this process, through
+    the first interrupt), and whatever tagged resources its state file did not know about."""
+    with finishing_teardown(st.run_id):
+        st.status, st.owner, st.owner_since = "removing", ownership.me(), time.time()
+        st.save()
+        provider = _provider(st, progress)
+        removed = provider.destroy()
+        removed += remove_tagged(st.run_id)  # anything the state file did not know about
+        left = provider.leftovers()
+        if left:
+            raise FlatbedError(f"testbed {st.run_id}: still present after clean: {', '.join(left)}")
+        st.forget()
+    return removed + [f"state file {st.dir / 'state.json'}"]
+
+
+def clean(*, dry_run: bool = False, force: bool = False, progress: Callable[[str], None] = lambda m: None,
           kept_older_than: float | None = None, artifacts_older_than: float | None = None) -> Report:
-    """Remove every leftover; returns what was removed (or would be, with ``dry_run``) and what was kept.
+    """Remove every leftover; returns what was removed (or would be, with ``dry_run``) and what was
+    kept. ``force``: also testbeds a live process uses (those not up and running);
     ``kept_older_than``: also testbeds kept up for longer than that (not one in use);
     ``artifacts_older_than``: also session artifact directories older than that (not a running session's)."""
     report = Report()
@@ -171,21 +196,13 @@ def clean(*, dry_run: bool = False, progress: Callable[[str], None] = lambda m: 
         report.artifacts_refused = refused
     beds, unreadable = state.scan_testbeds()
     for st in beds:
-        decision = judge_testbed(st, _nodes_running(st, progress), state.process_alive(st.owner), kept_older_than)
+        decision = judge_testbed(st, _nodes_running(st, progress), ownership.user_of(st), force, kept_older_than)
         if decision.action != "remove":
             report.kept.append(decision)
-            continue
-        if dry_run:
+        elif dry_run:
             report.removed.append((decision, [f"testbed {st.run_id} and everything its state file records"]))
-            continue
-        provider = _provider(st, progress)
-        removed = provider.destroy()
-        removed += remove_tagged(st.run_id)  # anything the state file did not know about
-        left = provider.leftovers()
-        if left:
-            raise FlatbedError(f"testbed {st.run_id}: still present after clean: {', '.join(left)}")
-        st.forget()
-        report.removed.append((decision, removed + [f"state file {st.dir / 'state.json'}"]))
+        else:
+            report.removed.append((decision, remove_testbed(st, progress)))
     for problem in unreadable:
         decision = judge_unreadable(problem)
         path = state.state_root() / problem.run_id / "state.json"

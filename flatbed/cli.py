@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flatbed import providers, state
+from flatbed import ownership, providers, state
 from flatbed.cloud import BootFailed, Cloud, NoSuchGuest
 from flatbed.errors import FlatbedError, UsageError
 from flatbed.testbed import Testbed
@@ -56,6 +56,10 @@ def _verb(sub: argparse._SubParsersAction, name: str, summary: str, description:
         parser.add_argument("--testbed", metavar="RUN_ID", default=argparse.SUPPRESS,
                             help="which testbed, when several are up")
     return parser
+
+
+def _force(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--force", action="store_true", help=f"{what} (refused without it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,12 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--image", default="cirros")
     bo.add_argument("--flavor", default="1")
     bo.add_argument("--compute", metavar="HOST", help="pin to this compute (availability zone nova:HOST)")
+    _force(bo, "boot on a testbed that another run is using")
 
     de = _verb(sub, "delete", "delete guests (nova delete on the controller) and wait for their addresses",
                "Delete guests with `nova delete` on the controller and wait until each one's fixed IP is back "
                "in the pool (with force_dhcp_release, at once).",
                "  flatbed delete cirros\n  flatbed delete vm1 vm2")
     de.add_argument("names", nargs="+", metavar="name")
+    _force(de, "delete on a testbed that another run is using")
 
     cl = _verb(sub, "collect", "write the artifact bundle of the testbed into a directory",
                "Write what one needs to read a failure: every node's iptables-save, ebtables, ip a, route -n, "
@@ -142,10 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  flatbed collect /tmp/bundle && less /tmp/bundle/MANIFEST.txt")
     cl.add_argument("dir", type=Path)
 
-    _verb(sub, "down", "remove a testbed and everything it created",
-          "Stop the nodes and remove every namespace, cgroup, overlay and file of the testbed (its logs stay "
-          "in the state directory).",
-          "  flatbed down\n  flatbed down --testbed fb1a2b3c")
+    dn = _verb(sub, "down", "remove a testbed and everything it created",
+               "Stop the nodes and remove every namespace, cgroup, overlay and file of the testbed (its logs stay "
+               "in the state directory). A testbed that a live run uses is refused (without --testbed, only "
+               "unused ones are chosen from). Once started, the removal completes: the first Ctrl-C only says "
+               "so, a second one aborts it and leaves it for `flatbed clean`.",
+               "  flatbed down\n  flatbed down --testbed fb1a2b3c")
+    _force(dn, "remove a testbed that a live run uses")
 
     cn = _verb(sub, "clean", "remove every leftover of flatbed runs (killed bring-ups, dead testbeds)",
                "Remove testbeds whose bring-up was killed or failed, whose nodes stopped or whose state file "
@@ -164,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     cn.add_argument("--artifacts-older-than", metavar="AGE", type=_age,
                     help="also remove session artifact directories (failing tests' bundles) older than AGE (7d...), "
                          "unless their session still runs; nothing else ever removes them")
+    _force(cn, "also remove what a live run uses (creating, failed or removing)")
 
     ls = _verb(sub, "list", "list the testbeds on this host, and removed ones that left failure artifacts",
                "List the testbeds recorded in the state root, with provider, status and topology; then the removed "
@@ -230,6 +240,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     topo = load_topology(args.topology)
     bed = Testbed.up(topo, args.provider, mirror=args.mirror, cirros_image=args.cirros_image,
                      cirros_password=args.cirros_password, provider_options={"libvirt_uri": args.libvirt_uri})
+    bed.give_back()  # kept for the user: nobody uses it until a verb or a --reuse run takes it
     in_session(bed.run_id, topo.name)
     if args.json:
         import json
@@ -356,7 +367,8 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    cloud = Cloud(Testbed.attach(args.testbed), derive=False)  # a user's boot: nothing to derive
+    cloud = Cloud(Testbed.attach(args.testbed, unless_in_use="--force to boot on it anyway", force=args.force),
+                  derive=False)  # a user's boot: nothing to derive
     try:
         guest = cloud.boot(args.name, image=args.image, flavor=args.flavor, compute=args.compute)
     except BootFailed as e:
@@ -369,7 +381,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    cloud = Cloud(Testbed.attach(args.testbed))
+    cloud = Cloud(Testbed.attach(args.testbed, unless_in_use="--force to delete on it anyway", force=args.force))
     for name in args.names:
         guest = cloud.delete(name)
         back = "back in the pool" if cloud.releases_on_delete else "returns when its lease expires"
@@ -474,7 +486,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    bed = Testbed.attach(args.testbed)
+    bed = Testbed.attach(args.testbed, unless_in_use=ownership.FORCE_REMOVE, force=args.force)
     for item in bed.down():
         print(f"removed {item}")
     in_session(bed.run_id, None, "removed")
@@ -493,7 +505,7 @@ def _age(text: str) -> float:
 def cmd_clean(args: argparse.Namespace) -> int:
     from flatbed.clean import clean
 
-    report = clean(dry_run=args.dry_run, progress=lambda m: print(f"[flatbed] {m}", file=sys.stderr),
+    report = clean(dry_run=args.dry_run, force=args.force, progress=lambda m: print(f"[flatbed] {m}", file=sys.stderr),
                    kept_older_than=args.kept_older_than, artifacts_older_than=args.artifacts_older_than)
     print("\n".join(report.lines(args.dry_run)))
     return 0
@@ -518,8 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     try:
         return VERBS[args.verb](args)
-    except UsageError as e:  # the command line or an input file is wrong
-        print(f"flatbed: error: {e}", file=sys.stderr)
+    except UsageError as e:  # the command line or an input file is wrong; one line per problem
+        print("\n".join(f"flatbed: error: {line}" for line in str(e).splitlines()), file=sys.stderr)
         return 2
     except FlatbedError as e:  # a command failed
         print(f"flatbed: error: {e}", file=sys.stderr)

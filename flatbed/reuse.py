@@ -3,7 +3,9 @@ and whether the tests left it as they found it.
 
 A kept testbed fits a run when it was built from the same topology (its digest) and the same
 images (their input hashes, computed here without building anything); otherwise the run is
-refused with one line. A fitting one must pass the health check (:mod:`flatbed.health`).
+refused with one line, and so is one that another live run uses (:mod:`flatbed.ownership`). A
+fitting one must pass the health check (:mod:`flatbed.health`); the run then uses it (its state
+file names the run) until the run ends.
 Its *footprint* (guests, fixed IPs in use) is taken before the run and compared after it.
 The decisions are pure functions, unit-tested.
 """
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flatbed import health, state
+from flatbed import health, ownership, state
 from flatbed.cloud import Cloud
 from flatbed.errors import FlatbedError
 from flatbed.testbed import Testbed, default_progress
@@ -24,6 +26,9 @@ from flatbed.topology import Topology
 
 class ReuseRefused(FlatbedError):
     """The kept testbed cannot serve this run; the message says why and what to do."""
+
+
+IN_USE_HINT = "wait for that run to end, or bring one up without --reuse"
 
 
 def expected_images(mirror: str | None = None, cirros_image: Path | None = None) -> dict[str, str]:
@@ -35,10 +40,7 @@ def expected_images(mirror: str | None = None, cirros_image: Path | None = None)
     mirror = apt.detect_mirror(mirror)
     base_digest = base.base_hash(apt.resolve_suite_versions(base.PACKAGES, base.SUITE, mirror), mirror)
     if cirros_image is not None:
-        path = Path(cirros_image).resolve()
-        if not path.is_file():
-            raise FlatbedError(f"cirros image not found: {path}")
-        guest_digest = hash_file(path)
+        guest_digest = hash_file(guest.check_disk_image(cirros_image))
     else:
         guest_digest = guest.guest_hash(guest.resolve_packages(), guest.host_sources_key(),
                                         hash_tree(guest.GUEST_SRC))
@@ -78,6 +80,10 @@ def choose(beds: Sequence[state.TestbedState], run_id: str | None, topology: Top
     if not up:
         raise ReuseRefused(f"--reuse: no kept testbed in {state.state_root()} (keep one with "
                            f"--destroy=passing or never, or start one with `flatbed up`)")
+    free = [st for st in up if ownership.user_of(st) is None]  # only among testbeds nobody uses
+    if not free:
+        ownership.choose_unused(up, hint=IN_USE_HINT)  # raises, naming who uses them
+    up = free
     if len(up) == 1:
         return up[0]
     fitting = [st for st in up if refusal(st, topology, images) is None]
@@ -95,10 +101,12 @@ def attach(run_id: str | None, topology: Topology, *, mirror: str | None = None,
     why = refusal(st, topology, images)
     if why:
         raise ReuseRefused(why)
+    ownership.refuse_if_in_use(st, hint=IN_USE_HINT)
     bed = Testbed.attach(st.run_id, progress)
     problem = health.verdict(health.check(bed))
     if problem:
         raise ReuseRefused(f"testbed {st.run_id} is not healthy, not reusing it: {problem}")
+    ownership.take(bed.state, hint=IN_USE_HINT)  # given back at the run's end (or removed by it)
     progress(f"reusing testbed {st.run_id} ({topology.name}, {st.provider}): healthy")
     return bed
 

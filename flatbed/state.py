@@ -4,10 +4,12 @@ Each testbed has a directory ``<state root>/<run id>/`` with ``state.json`` and 
 run wrote on the host (overlay upper dirs, logs). Resources are recorded *before* they are
 created, so a run killed half-way can still be cleaned up from its state file.
 
-The file holds the generic facts (run id, provider, topology, images, status, owner) and the
-provider's own typed record (:class:`ProviderRecord` subclasses, one per provider). Files of
-schema 1 (bare dicts, before typed records) still load; one this flatbed cannot read is refused
-in one line naming ``flatbed clean``, which removes such testbeds by their run-tagged resources.
+The file holds the generic facts (run id, provider, topology, images, status, the process using
+it) and the provider's own typed record (:class:`ProviderRecord` subclasses, one per provider).
+Status goes ``creating`` -> ``up`` -> ``removing`` -> gone (or ``failed``). Files of schema 1
+(bare dicts, before typed records) and 2 (before ``owner_since`` and ``kept``) still load; one this flatbed
+cannot read is refused in one line naming ``flatbed clean``, which removes such testbeds by
+their run-tagged resources.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ import shutil
 import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from flatbed.errors import FlatbedError, UsageError
 
-SCHEMA = 2  # 1: nodes and resources as bare dicts; 2: the provider's typed record
+# 1: nodes and resources as bare dicts; 2: the provider's typed record; 3: owner_since and kept
+# (older flatbeds would refuse the new fields as unreadable, and their `flatbed clean` would
+# remove a live testbed)
+SCHEMA = 3
 RUN_PREFIX = "fb"
 RUN_ID = re.compile(rf"{RUN_PREFIX}[0-9a-f]{{6}}")
 KEEP_ARTIFACTS = 5  # directories of removed testbeds (their logs) kept, like pytest's basetemp keep=3
@@ -109,16 +115,22 @@ class TestbedState:
     topology_path: str
     topology_digest: str
     images: dict[str, str] = field(default_factory=dict)
-    status: str = "creating"
+    status: str = "creating"  # creating | up | failed | removing
     created: float = field(default_factory=time.time)
     # Provider options given at creation (``--libvirt-uri``...), for later processes.
     options: dict[str, str] = field(default_factory=dict)
     # The provider's own record (its class is the provider's ``Record``): what it needs to reach
     # and remove the nodes (namespaces, pids, domains...).
     record: ProviderRecord = field(default_factory=ProviderRecord)
-    # The process that creates the testbed ("pid:start time"), so `flatbed clean` can tell a
-    # bring-up in progress from one whose process was killed.
+    # The process using the testbed now ("pid:start time"; flatbed/ownership.py): its creator, a
+    # --reuse run while it runs, the process removing it; empty when kept. Destructive verbs
+    # refuse a testbed whose user is alive, and `flatbed clean` tells a bring-up in progress from
+    # one whose process was killed.
     owner: str = field(default_factory=lambda: process_identity(os.getpid()))
+    owner_since: float = field(default_factory=time.time)  # when the owner took it
+    # Kept for its users (by `flatbed up`, or a run under --destroy=passing/never): a testbed that
+    # is up, not kept and whose user is gone was left by a killed run, and `flatbed clean` removes it.
+    kept: bool = False
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -178,6 +190,9 @@ def decode_state(data: dict[str, Any]) -> TestbedState:
         data["options"] = resources.get("options", {})
         data["record"] = record_cls.from_v1(nodes, resources)
         data.setdefault("owner", "")  # written before owners were recorded: no live owner
+    if schema < 3:
+        data.setdefault("owner_since", 0.0)  # unknown: ownership reads the owner's start time
+        data.setdefault("kept", data.get("status") == "up")  # older flatbeds kept every testbed that was up
     return from_json(TestbedState, data, {"record": record_cls})
 
 
@@ -244,8 +259,8 @@ def list_testbeds() -> list[TestbedState]:
     return scan_testbeds()[0]
 
 
-def find(run_id: str | None) -> TestbedState:
-    """The testbed named ``run_id``, or the only one there is."""
+def find(run_id: str | None, choose: Callable[[list[TestbedState]], TestbedState] | None = None) -> TestbedState:
+    """The testbed named ``run_id``, or the only one there is (``choose`` picks among several)."""
     if run_id:
         return TestbedState.load(run_id)
     beds, unreadable = scan_testbeds()
@@ -253,6 +268,8 @@ def find(run_id: str | None) -> TestbedState:
         raise unreadable[0]
     if not beds:
         raise UsageError("no testbed is up (start one with `flatbed up`)")
+    if choose is not None:
+        return choose(beds)
     if len(beds) > 1:
         raise UsageError(f"several testbeds are up ({', '.join(b.run_id for b in beds)}); choose one with --testbed")
     return beds[0]

@@ -12,14 +12,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flatbed import providers, provisioning, state
+from flatbed import ownership, providers, provisioning, state
 from flatbed.errors import FlatbedError
 from flatbed.images.base import BaseImage, ensure_base
-from flatbed.images.guest import GuestImage, ensure_guest
+from flatbed.images.guest import GuestImage, check_disk_image, ensure_guest
 from flatbed.node import Node
 from flatbed.providers.base import Provider
 from flatbed.topology import Topology
 from flatbed.topology import load as load_topology
+from flatbed.uninterruptible import finishing_teardown
 
 
 def default_progress(message: str) -> None:
@@ -40,6 +41,7 @@ class Testbed:
         # Brought up by this process: its whole history happened here (the guest client's ledger
         # then starts empty instead of reading the past from the stack).
         self.created_here = False
+        self.removing = False
 
     @property
     def run_id(self) -> str:
@@ -65,15 +67,25 @@ class Testbed:
         why = named.unusable() if named else None
         if named and why:
             raise FlatbedError(f"provider {named.name} cannot run here: {why}")
+        options = {k: v for k, v in (provider_options or {}).items() if v is not None}
+        # Bad input is refused before anything is built or created.
+        if cirros_image is not None:
+            check_disk_image(cirros_image)
+        why = named.bad_options(options) if named else None
+        if why:
+            raise FlatbedError(why)
         # Images before `auto` chooses (each is built once and cached): choosing never builds one.
         base = ensure_base(mirror=mirror, progress=_tagged(progress, "images"))
         guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image,
                              cirros_password=cirros_password)
         provider_cls = named or providers.auto(guest, progress)
+        why = None if named else provider_cls.bad_options(options)
+        if why:
+            raise FlatbedError(why)
         st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
                                 topology_path=str(topo.path), topology_digest=topo.digest,
                                 images={"base": base.hash, "guest": guest.hash},
-                                options={k: v for k, v in (provider_options or {}).items() if v is not None},
+                                options=options,
                                 record=provider_cls.Record())
         bed = cls(topo, st, provider_cls(topo, st, progress), progress)
         bed.created_here = True
@@ -104,9 +116,19 @@ class Testbed:
         self.progress(f"testbed {self.run_id} up in {time.monotonic() - started:.1f} s")
 
     @classmethod
-    def attach(cls, run_id: str | None = None, progress: Callable[[str], None] = default_progress) -> Testbed:
-        """The testbed another process created (the only one, or ``run_id``)."""
-        st = state.find(run_id)
+    def attach(cls, run_id: str | None = None, progress: Callable[[str], None] = default_progress, *,
+               unless_in_use: str | None = None, force: bool = False) -> Testbed:
+        """The testbed another process created (the only one, or ``run_id``).
+
+        For a verb that changes or removes it, ``unless_in_use`` is the refusal's hint: a testbed
+        someone else uses is refused in one line (without ``run_id``, only unused ones are
+        chosen from), unless ``force``.
+        """
+        if unless_in_use is None or force:
+            st = state.find(run_id)
+        else:
+            st = state.find(run_id, lambda beds: ownership.choose_unused(beds, hint=unless_in_use))
+            ownership.refuse_if_in_use(st, hint=unless_in_use)
         topo = load_topology(st.topology_path)
         if topo.digest != st.topology_digest:
             raise FlatbedError(f"testbed {st.run_id}: its topology file {st.topology_path} changed since it was built")
@@ -122,14 +144,32 @@ class Testbed:
     def computes(self) -> list[Node]:
         return [self.node(n.name) for n in self.topology.computes]
 
+    def give_back(self) -> None:
+        """Keep the testbed without a user (the run that used it is done with it)."""
+        ownership.give_back(self.state)
+
+    def taken_away(self) -> bool:
+        """Whether someone else removed (or is removing) this testbed while this process used it."""
+        return not self.removing and ownership.taken_away(self.state)
+
     def down(self) -> list[str]:
-        """Remove everything of this testbed; raise if anything is left behind."""
+        """Remove everything of this testbed; raise if anything is left behind.
+
+        Once started, an interrupt cannot cut it (:mod:`flatbed.uninterruptible`); the state file
+        says ``removing`` (by this process) until everything is gone, so ``flatbed clean`` knows a
+        removal that was aborted.
+        """
         started = time.monotonic()
-        removed = self.provider.destroy()
-        left = self.provider.leftovers()
-        if left:
-            raise FlatbedError(f"testbed {self.run_id}: left behind after destroy: {', '.join(left)}")
-        self.state.forget()
+        self.removing = True   # by this process: not taken away from it
+        with finishing_teardown(self.run_id):
+            self.state.status = "removing"
+            self.state.owner, self.state.owner_since = ownership.me(), time.time()
+            self.state.save()
+            removed = self.provider.destroy()
+            left = self.provider.leftovers()
+            if left:
+                raise FlatbedError(f"testbed {self.run_id}: left behind after destroy: {', '.join(left)}")
+            self.state.forget()
         state.prune_artifacts()
         self.progress(f"testbed {self.run_id} removed ({len(removed)} resources) in "
                       f"{time.monotonic() - started:.1f} s")

@@ -8,24 +8,44 @@ import pytest
 
 from flatbed import clean, state
 from flatbed.clean import Decision, Report, judge_orphan, judge_testbed, recorded_elsewhere, tagged_resources
+from flatbed.ownership import User
 
 
-def st(status: str, owner: str = "") -> state.TestbedState:
+def st(status: str, owner: str = "", kept: bool = False) -> state.TestbedState:
     return state.TestbedState(run_id="fb0000aa", provider="nspawn", topology_path="t.toml", topology_digest="d",
-                              status=status, owner=owner)
+                              status=status, owner=owner, kept=kept)
 
 
-@pytest.mark.parametrize(("status", "running", "owner_alive", "action"), [
-    ("up", True, False, "keep"),          # a kept testbed: `flatbed down` is for that
-    ("up", False, False, "remove"),       # its containers died (host reboot, kill -9)
-    ("creating", True, True, "keep"),     # a bring-up in progress
-    ("creating", True, False, "remove"),  # a bring-up whose process was killed
-    ("failed", False, True, "remove"),
+USER = User(4242, "pytest", 0.0)
+
+
+@pytest.mark.parametrize(("status", "running", "user", "force", "action"), [
+    ("up", True, None, False, "remove"),        # up, not kept, its run gone: killed mid-test
+    ("up", False, None, False, "remove"),       # its containers died (host reboot, kill -9)
+    ("up", False, USER, False, "keep"),         # a run's compute rebooting under a fault test
+    ("creating", True, USER, False, "keep"),    # a bring-up in progress
+    ("creating", True, None, False, "remove"),  # a bring-up whose process was killed
+    ("creating", True, USER, True, "remove"),   # --force
+    ("removing", False, USER, False, "keep"),   # a teardown in progress
+    ("removing", False, None, False, "remove"),  # a teardown aborted (Ctrl-C twice, kill -9)
+    ("failed", False, USER, False, "keep"),     # its run is removing it
+    ("failed", False, None, False, "remove"),
 ])
-def test_judge_testbed(status, running, owner_alive, action):
-    decision = judge_testbed(st(status, "4242:1"), running, owner_alive)
+def test_judge_testbed(status, running, user, force, action):
+    decision = judge_testbed(st(status, "4242:1"), running, user, force)
     assert decision.action == action and decision.run_id == "fb0000aa"
     assert decision.reason and "\n" not in decision.reason
+    if user and not force:
+        assert decision.reason.startswith("in use by pytest (pid 4242) since ") and "--force" in decision.reason
+    if status == "removing" and not user:
+        assert decision.reason == "teardown interrupted (its process is gone)"
+
+
+def test_a_kept_testbed_stays_even_when_the_run_that_reused_it_was_killed():
+    assert judge_testbed(st("up", "", kept=True), True, None).action == "keep"           # kept, nobody uses it
+    assert judge_testbed(st("up", "4242:1", kept=True), True, None).action == "keep"     # a --reuse run killed
+    killed = judge_testbed(st("up", "4242:1"), True, None)
+    assert killed.action == "remove" and killed.reason == "its run (pid 4242) is gone and neither kept nor removed it"
 
 
 def test_judge_orphan(tmp_path):

@@ -6,7 +6,8 @@ module imports a provider package's private names."""
 from __future__ import annotations
 
 import ast
-import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -94,10 +95,16 @@ def test_clean_removes_a_killed_bring_up_and_orphans_and_keeps_one_that_is_up(to
 
 
 def test_clean_keeps_a_testbed_being_created(toy, capsys):
-    st = toy_testbed(status="creating")  # owned by this (live) process
-    rc, out = flatbed(capsys, "clean")
-    assert f"kept {st.run_id}: being created by pid {os.getpid()}" in out
-    assert (toy / f"{st.run_id}-controller-1").is_dir()
+    creator = subprocess.Popen(["sleep", "60"])  # another live process is bringing it up
+    try:
+        st = toy_testbed(status="creating", owner=state.process_identity(creator.pid))
+        rc, out = flatbed(capsys, "clean")
+        assert re.search(rf"kept {st.run_id}: in use by sleep \(pid {creator.pid}\) since \d\d:\d\d; "
+                         r"--force to remove it anyway", out), out
+        assert (toy / f"{st.run_id}-controller-1").is_dir()
+    finally:
+        creator.kill()
+        creator.wait()
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:

@@ -34,6 +34,12 @@ class StandIn(Testbed):
         EVENTS.open("a").write("down\\n")
         return []
 
+    def taken_away(self):
+        return False
+
+    def give_back(self):
+        EVENTS.open("a").write("given back\\n")
+
 
 def up(topo, provider, **kwargs):
     EVENTS.open("a").write(f"up {{topo.name}}\\n")
@@ -93,7 +99,7 @@ def test_passing_module_removes_its_testbed_without_cleaning_guests(pytester: py
 def test_failing_module_keeps_its_testbed_says_so_and_collects_from_it(pytester: pytest.Pytester) -> None:
     result, events = run(pytester, "--destroy=passing", fail=True)
     result.assert_outcomes(passed=1, failed=1)
-    assert events == ["up flatdhcp-no-same-net", "collected fb0000aa", "guests deleted: True"]
+    assert events == ["up flatdhcp-no-same-net", "collected fb0000aa", "guests deleted: True", "given back"]
     result.stdout.fnmatch_lines(["*second testbed fb0000aa (flatdhcp-no-same-net, for test_variant.py) kept "
                                  "(--destroy=passing, 1 failed); reach it with:*",
                                  "*flatbed --testbed fb0000aa down*"])

@@ -72,7 +72,8 @@ def ensure_base(mirror: str | None = None, progress: Progress = default_progress
     def build(tmp: Path) -> None:
         _build(tmp, versions, mirror, digest, progress)
 
-    path, cached = build_cached(KIND, digest, build, progress)
+    path, cached = build_cached(KIND, digest, build, progress,
+                                outputs=("manifest.json", "root/usr/lib/systemd/systemd"))
     if cached:
         progress(f"base: cached {path} (hash {digest[:16]})")
     else:

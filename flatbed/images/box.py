@@ -138,7 +138,8 @@ def ensure_box(base: BaseImage, progress: Progress = default_progress) -> Box:
     def build(tmp: Path) -> None:
         _build(tmp, base, versions, files, digest, progress)
 
-    path, cached = build_cached(KIND, digest, build, progress)
+    path, cached = build_cached(KIND, digest, build, progress,
+                                outputs=("manifest.json", "flatbed-node.box", "vmlinuz", "initrd.img"))
     if cached:
         progress(f"box: cached {path} (hash {digest[:16]})")
     else:

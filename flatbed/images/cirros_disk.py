@@ -76,7 +76,7 @@ def ensure_cirros_disk(guest: GuestImage | None = None, progress: Progress = def
     def build(tmp: Path) -> None:
         _build(tmp, guest, versions, digest, progress)
 
-    path, cached = build_cached(KIND, digest, build, progress)
+    path, cached = build_cached(KIND, digest, build, progress, outputs=("manifest.json", DISK_FILE))
     if cached:
         progress(f"cirros disk: cached {path} (hash {digest[:16]})")
     else:

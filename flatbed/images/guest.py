@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from flatbed.errors import FlatbedError
 from flatbed.images import apt
 from flatbed.images.cache import build_cached, overlay
 from flatbed.images.cpio import DeviceNode, archive_tree
@@ -111,6 +112,27 @@ def shipped_closure(roots: list[str], depends: dict[str, list[str]]) -> list[str
     return apt.closure_of(roots, pruned)
 
 
+QCOW2_MAGIC = b"QFI\xfb"
+MBR_SIGNATURE = b"\x55\xaa"   # bytes 510-511 of a raw disk with a partition table (MBR or GPT's protective MBR)
+
+
+def check_disk_image(cirros_image: Path) -> Path:
+    """The resolved path of a ``--cirros-image`` that is a disk image (qcow2, or raw with a
+    partition table, as cirros ships both); FlatbedError (one line) otherwise."""
+    path = Path(cirros_image).resolve()
+    if not path.is_file():
+        raise FlatbedError(f"--cirros-image {cirros_image}: no such file")
+    try:
+        with open(path, "rb") as image:
+            head = image.read(512)
+    except OSError as e:
+        raise FlatbedError(f"--cirros-image {cirros_image}: cannot read it ({e.strerror})") from None
+    if head[:4] != QCOW2_MAGIC and head[510:512] != MBR_SIGNATURE:
+        raise FlatbedError(f"--cirros-image {cirros_image}: not a disk image (neither qcow2 nor a raw disk with a "
+                           f"partition table)")
+    return path
+
+
 def ensure_guest(
     progress: Progress = default_progress,
     cirros_image: Path | None = None,
@@ -124,9 +146,7 @@ def ensure_guest(
     """
     watch = Stopwatch()
     if cirros_image is not None:
-        path = Path(cirros_image).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"cirros image not found: {path}")
+        path = check_disk_image(cirros_image)
         progress(f"guest: using the supplied cirros disk {path}")
         digest = hash_file(path)
         progress(f"guest: hashed {path.name} in {watch.elapsed():.1f} s")
@@ -140,7 +160,7 @@ def ensure_guest(
     def build(tmp: Path) -> None:
         _build(tmp, versions, files, digest, progress)
 
-    path, cached = build_cached(KIND, digest, build, progress)
+    path, cached = build_cached(KIND, digest, build, progress, outputs=("manifest.json", "vmlinuz", "initrd.img"))
     if cached:
         progress(f"guest: cached {path} (hash {digest[:16]})")
     else:

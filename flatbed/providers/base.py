@@ -51,6 +51,12 @@ class Provider(ABC):
         """Why this provider cannot run on this host, or None when it can."""
 
     @classmethod
+    def bad_options(cls, options: dict[str, str]) -> str | None:
+        """Why the provider options given at creation (``--libvirt-uri``...) cannot work, checked
+        before anything is created; None when they can (by default: there are none to check)."""
+        return None
+
+    @classmethod
     def auto_unsuitable(cls, guest: GuestImage) -> str | None:
         """Why ``auto`` should not pick this provider (by default: why it cannot run at all).
 

@@ -4,6 +4,7 @@ but had not recorded). libvirt-python is imported when first used."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,26 @@ def connection(uri: str) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+def unanswered(uri: str, timeout: float) -> str | None:
+    """Why the libvirt at ``uri`` does not answer within ``timeout`` seconds, or None when it does.
+    (A daemon thread: a remote URI may hang in its transport, and the caller must not.)"""
+    outcome: dict[str, str] = {}
+
+    def probe() -> None:
+        try:
+            with connection(uri) as conn:
+                outcome["version"] = str(conn.getLibVersion())
+        except FlatbedError as e:
+            outcome["error"] = str(e)
+
+    thread = threading.Thread(target=probe, name=f"probe {uri}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "version" in outcome:
+        return None
+    return f"--libvirt-uri {uri} does not answer ({outcome.get('error') or f'nothing within {timeout:g} s'})"
 
 
 def network_xml(name: str, bridge: str, address: str | None = None, netmask: str | None = None) -> str:

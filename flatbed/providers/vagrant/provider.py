@@ -33,6 +33,7 @@ from flatbed.topology import Node as TopologyNode
 TOOLS = ("vagrant", "qemu-img", "mkfs.ext4", "nsenter", "unshare", "qemu-system-x86_64", "ssh")
 # What the run keeps in its testbed directory besides logs (removed with it).
 RUN_DIRS = ("libvirt", "vagrant", "ssh")
+URI_TIMEOUT = 15  # an existing libvirt's answer to a connection (qemu+ssh:// may take seconds)
 
 
 class VagrantProvider(Provider):
@@ -57,6 +58,12 @@ class VagrantProvider(Provider):
         if cls._plugin_checked is None:
             cls._plugin_checked = plugin_missing() or "ok"
         return None if cls._plugin_checked == "ok" else cls._plugin_checked
+
+    @classmethod
+    def bad_options(cls, options: dict[str, str]) -> str | None:
+        """An existing libvirt (``--libvirt-uri``) must answer before anything is made in it."""
+        uri = options.get("libvirt_uri")
+        return libvirt_objects.unanswered(uri, URI_TIMEOUT) if uri else None
 
     @classmethod
     def auto_unsuitable(cls, guest: GuestImage) -> str | None:

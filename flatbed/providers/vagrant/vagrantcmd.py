@@ -4,6 +4,7 @@ environment (its machine folders and home in the testbed directory; only the box
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -16,6 +17,9 @@ from flatbed.waiters import wait_until
 
 REPO = Path(__file__).resolve().parents[3]  # the project's Vagrantfile is at the top
 VAGRANT_PLUGIN = "vagrant-libvirt"
+# The oldest versions flatbed is tested with (Debian 12's vagrant 2.3.4 and vagrant-libvirt 0.11.2).
+MIN_VAGRANT = (2, 3)
+MIN_PLUGIN = (0, 11)
 
 
 class NetnsVagrant(python_vagrant.Vagrant):
@@ -58,13 +62,32 @@ def for_run(vagrant_dir: Path, uri: str, netns: str | None) -> NetnsVagrant:
     return NetnsVagrant(netns, root=str(REPO), env=env)
 
 
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``2.3.4`` -> (2, 3, 4); ``0.11.2.pre`` -> (0, 11, 2)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("-")[0])[:3])
+
+
+def too_old(what: str, version: str, minimum: tuple[int, ...]) -> str | None:
+    if version_tuple(version) >= minimum:
+        return None
+    return (f"{what} {version} is too old (flatbed needs {'.'.join(map(str, minimum))} or later, "
+            f"as Debian 12 ships)")
+
+
 def plugin_missing() -> str | None:
-    """Why Vagrant cannot drive libvirt here, or None."""
+    """Why Vagrant cannot drive libvirt here (missing, or older than what flatbed is tested with), or None."""
+    vagrant = NetnsVagrant(None, root=str(REPO), env=vagrant_env({}))
     try:
-        plugins = NetnsVagrant(None, root=str(REPO), env=vagrant_env({})).plugin_list()
-    except (OSError, subprocess.CalledProcessError) as e:
-        return f"`vagrant plugin list` failed: {e}"
-    return None if VAGRANT_PLUGIN in {p.name for p in plugins} else f"the {VAGRANT_PLUGIN} plugin is missing"
+        version = vagrant.version()
+        plugins = vagrant.plugin_list()
+    except (OSError, subprocess.CalledProcessError, ValueError) as e:
+        return f"`vagrant` does not answer: {e}"
+    except Exception as e:  # python-vagrant's own: output it cannot parse
+        return f"`vagrant --version` printed something unexpected: {e}"
+    plugin = next((p for p in plugins if p.name == VAGRANT_PLUGIN), None)
+    if plugin is None:
+        return f"the {VAGRANT_PLUGIN} plugin is missing (apt-get install vagrant-libvirt)"
+    return too_old("Vagrant", version, MIN_VAGRANT) or too_old(VAGRANT_PLUGIN, plugin.version, MIN_PLUGIN)
 
 
 def kill_group(pid: int) -> None:
