@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flatbed import timings
 from flatbed.errors import FlatbedError
 from flatbed.waiters import wait_until
 
@@ -285,6 +286,7 @@ class Cloud:
         return meta.get("login_user") or LOGIN_USER, meta.get("login_password") or LOGIN_PASSWORD
 
     # actions
+    @timings.timed("guest boot", lambda self, name, **_: f"nova boot {name}")
     def create(self, name: str, *, image: str = "cirros", flavor: str = "1", compute: str | None = None,
                key_name: str | None = None, user_data: str | None = None) -> dict[str, str]:
         """``nova boot``: what it printed (the server in BUILD; its uuid is ``["id"]``).
@@ -300,6 +302,7 @@ class Cloud:
             argv += ["--user-data", user_data]
         return parse_properties(self.nova(*argv, name).stdout)
 
+    @timings.timed("guest boot", lambda self, booted_as, **_: f"{booted_as.get('name')}: BUILD -> ACTIVE")
     def wait_built(self, booted_as: dict[str, str], timeout: float = BUILD_TIMEOUT) -> Guest:
         """Wait until the guest ``nova boot`` printed is ACTIVE; BootFailed when it goes to ERROR or time runs out."""
         uuid, name = booted_as["id"], booted_as.get("name", booted_as["id"])
@@ -324,6 +327,7 @@ class Cloud:
         the caller to see or delete: BootFailed names it."""
         return self.wait_built(self.create(name, **options))
 
+    @timings.timed("guest delete", lambda self, ref, **_: ref)
     def delete(self, ref: str, *, missing_ok: bool = False) -> Guest | None:
         """``nova delete``, then wait until nova no longer has the guest and its address is back in the pool.
 

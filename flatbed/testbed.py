@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flatbed import providers, provisioning, state
+from flatbed import providers, provisioning, state, timings
 from flatbed.errors import FlatbedError
 from flatbed.images.base import BaseImage, ensure_base
 from flatbed.images.guest import GuestImage, ensure_guest
@@ -47,6 +47,7 @@ class Testbed:
         return self.state.dir
 
     @classmethod
+    @timings.timed("bring-up", lambda cls, topo, provider_name="auto", **_: f"{topo.name} on {provider_name}")
     def up(cls, topo: Topology, provider_name: str = "auto", *, mirror: str | None = None,
            cirros_image: Path | None = None, keep_on_failure: bool = False,
            progress: Callable[[str], None] = default_progress,
@@ -119,6 +120,7 @@ class Testbed:
     def computes(self) -> list[Node]:
         return [self.node(n.name) for n in self.topology.computes]
 
+    @timings.timed("teardown", lambda self: self.run_id)
     def down(self) -> list[str]:
         """Remove everything of this testbed; raise if anything is left behind."""
         started = time.monotonic()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from flatbed import timings
 from flatbed.errors import FlatbedError
 
 T = TypeVar("T")
@@ -26,13 +27,14 @@ def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: f
     ``describe`` (optional) is called once on timeout to add the current state to the message.
     Exceptions from ``check`` propagate: a check that can tell the wait is hopeless should raise.
     """
-    deadline = time.monotonic() + timeout
-    started = time.monotonic()
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            detail = f"; {describe()}" if describe else ""
-            raise WaitTimeout(f"timed out after {time.monotonic() - started:.0f} s waiting for {what}{detail}")
-        time.sleep(interval)
+    with timings.span("wait", what):
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                detail = f"; {describe()}" if describe else ""
+                raise WaitTimeout(f"timed out after {time.monotonic() - started:.0f} s waiting for {what}{detail}")
+            time.sleep(interval)

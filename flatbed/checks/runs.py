@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from flatbed import timings
 from flatbed.checks.timeouts import RUN_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]  # this checkout: what the subprocesses run
@@ -51,6 +52,7 @@ class FlatbedCli:
     def pytest_argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--provider", self.provider, *args]
 
+    @timings.timed("inner run", lambda self, *args, **_: "pytest " + " ".join(args))
     def pytest(self, *args: str, cwd: Path = REPO, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run(self.pytest_argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env,
                               cwd=cwd, stdin=subprocess.DEVNULL)
@@ -71,6 +73,7 @@ class BackgroundRun:
     proc: subprocess.Popen
     log: Path
 
+    @timings.timed("inner run", lambda self, **_: "joining " + " ".join(map(str, self.proc.args[2:])))
     def result(self, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
         """Wait for it (named timeout RUN_TIMEOUT): exit status and output."""
         try:
