@@ -31,13 +31,13 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.cli import session_cli
 from fixtures.guests import BootedGuests
-from fixtures.plugin import FACTORY, Options
 from flatbed.checks.cirros import Expected, Facts, Mismatch, check_console
 from flatbed.checks.console import console
 from flatbed.checks.expect import Identity
 from flatbed.checks.guestshell import GuestShell, guest_shell
-from flatbed.checks.runs import BackgroundRun, FlatbedCli
+from flatbed.checks.runs import BackgroundRun, junit_outcomes
 from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT
 from flatbed.cloud import Guest
 from flatbed.errors import FlatbedError
@@ -80,22 +80,15 @@ def start_in_background(config: pytest.Config) -> None:
         return
     from flatbed.images.cirros_disk import ensure_cirros_disk
 
-    options = config.stash[FACTORY].options
     disk = ensure_cirros_disk(progress=print)
     junit = Path(tempfile.mkdtemp(prefix="flatbed-test27-")) / "inner.xml"
-    run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
-        MODULE, "--cirros-image", str(disk), "--topology", str(Path(options.topology_path).resolve()),
-        f"--destroy={options.destroy}", *passed_through(options), f"--junitxml={junit}", "-q", "-rs")
+    # The session's topology, provider and options (fixtures/cli.py), this disk as the guest.
+    run = session_cli(config).pytest_background(MODULE, "--cirros-image", str(disk), f"--junitxml={junit}",
+                                                 "-q", "-rs")
     config.stash[RUN] = run
     config.stash[JUNIT] = junit
     config.add_cleanup(run.stop)
     config.add_cleanup(lambda: shutil.rmtree(junit.parent, ignore_errors=True))
-
-
-def passed_through(options: Options) -> list[str]:
-    """The session's other options that shape a testbed, for the inner run."""
-    given = [("--mirror", options.mirror), ("--libvirt-uri", options.libvirt_uri), ("--artifacts", options.artifacts)]
-    return [arg for flag, value in given if value for arg in (flag, str(value))]
 
 
 def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
@@ -111,15 +104,6 @@ def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:
     assert rc == 0 and inner == wanted and outcomes.get(OUTER) == "skipped", (
         f"pytest {MODULE} --cirros-image <flatbed's cirros disk> exited {rc}; outcomes {outcomes}:\n{output[-6000:]}")
     print(output[-1500:])
-
-
-def junit_outcomes(path: Path) -> dict[str, str]:
-    """Test name -> passed / failed / error / skipped, from a JUnit XML report."""
-    outcomes = {}
-    for case in ET.parse(path).iter("testcase"):
-        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        outcomes[case.get("name", "")] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
-    return outcomes
 
 
 # --- on a testbed brought up with --cirros-image ----------------------------------------------------

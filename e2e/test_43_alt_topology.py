@@ -15,8 +15,9 @@ import re
 
 import pytest
 
+from fixtures.cli import session_cli
 from fixtures.plugin import FACTORY
-from flatbed.checks.runs import REPO, BackgroundRun, FlatbedCli
+from flatbed.checks.runs import REPO, BackgroundRun
 from flatbed.topology import load as load_topology
 
 ALT = REPO / "topologies" / "alt.toml"
@@ -36,8 +37,8 @@ def start_in_background(config: pytest.Config) -> None:
     """Start the alt.toml run (once collection is done); stopped at the session's end if still going."""
     if why_not(config) or RUN in config.stash:
         return
-    run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
-        *MODULES, "--topology", str(ALT), f"--destroy={config.stash[FACTORY].options.destroy}", "-q", "-rs")
+    # The session's provider and options (fixtures/cli.py), alt.toml as the topology.
+    run = session_cli(config).pytest_background(*MODULES, "--topology", str(ALT), "-q", "-rs")
     config.stash[RUN] = run
     config.add_cleanup(run.stop)
 

@@ -25,7 +25,7 @@ DECOY = f"fbdecoy-{os.getpid()}"   # "fb" but not a run tag (fb + 6 hex digits +
 
 
 def start_up_and_kill_it_mid_bring_up(cli: FlatbedCli) -> str:
-    proc = cli.popen("up", "--provider", cli.provider, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = cli.popen("up", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lines: list[str] = []
     selector = selectors.DefaultSelector()
     selector.register(proc.stderr, selectors.EVENT_READ)

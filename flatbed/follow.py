@@ -1,0 +1,119 @@
+"""Following an event source instead of re-reading it: a process's output (``tail -F`` of a
+node's file, a foreground daemon's log) as lines that arrive, each stamped with its arrival time.
+
+>>> with follow(guest.node, guest.console_log) as console:
+...     console.wait_for(r"(?m)^Starting dropbear", timeout=120, what="dropbear's start")
+
+A reader thread collects the lines; waiters block on a condition until new text comes, so a
+wait ends as soon as its line is written (no polling interval) and nothing is read twice. The
+process runs in a process group of its own, removed whole on ``close`` (the ``tail`` that
+nsenter forks inside a container included; over SSH the remote end goes with the connection).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flatbed import timings
+from flatbed.waiters import WaitTimeout
+
+if TYPE_CHECKING:
+    from flatbed.node import Node
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    at: float  # time.monotonic() when it arrived
+
+
+class Stream:
+    """The lines a host process prints (stdout, and stderr with ``stderr=True``), as they come."""
+
+    def __init__(self, argv: list[str], *, stderr: bool = False, name: str = ""):
+        self.name = name or argv[-1]
+        self.lines: list[Line] = []
+        self._text: list[str] = []
+        self._changed = threading.Condition()
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL, process_group=0)
+        self._reader = threading.Thread(target=self._read, name=f"follow {self.name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for raw in iter(self._proc.stdout.readline, b""):
+            line = Line(raw.decode(errors="replace").replace("\r\n", "\n"), time.monotonic())
+            with self._changed:
+                self.lines.append(line)
+                self._text.append(line.text)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self._text)
+
+    @property
+    def ended(self) -> bool:
+        return not self._reader.is_alive()
+
+    def wait_for(self, pattern: str | re.Pattern[str], *, timeout: float, what: str, start: int = 0) -> re.Match[str]:
+        """Block until the text from line ``start`` on matches ``pattern`` (a multi-line regex over
+        the joined lines); the timeout names ``what`` and shows the last lines."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with timings.span("wait", what), self._changed:
+            while True:
+                match = regex.search("".join(self._text[start:]))
+                if match:
+                    return match
+                # Lines are appended under this lock: once the reader has ended, all of them were searched.
+                left = deadline - time.monotonic()
+                if self.ended or left <= 0:
+                    tail = "".join(self._text[start:]).splitlines()[-15:]
+                    why = "the stream ended" if self.ended else f"timed out after {timeout:g} s"
+                    raise WaitTimeout(f"{why} waiting for {what} in {self.name}; last lines:\n" + "\n".join(tail))
+                self._changed.wait(left)
+
+    def first(self, pattern: str | re.Pattern[str], start: int = 0) -> Line | None:
+        """The first line (from ``start``) that matches, with its arrival time; None if none yet."""
+        regex = re.compile(pattern)
+        with self._changed:
+            return next((line for line in self.lines[start:] if regex.search(line.text)), None)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        self._reader.join(timeout=5)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def follow(node: Node, path: str, *, from_start: bool = True) -> Stream:
+    """``tail -F`` of ``path`` on ``node``: the whole file first (or only what comes from now on)."""
+    return Stream(node.host_argv(["tail", "-n", "+1" if from_start else "0", "-F", path]),
+                  name=f"{path} on {node.name}")

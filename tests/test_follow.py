@@ -1,0 +1,64 @@
+"""Following a stream: a wait ends when its line arrives, names what it waited for otherwise, and
+closing removes the whole process group."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from flatbed.follow import Stream
+from flatbed.waiters import WaitTimeout
+
+
+def sh(script: str) -> Stream:
+    return Stream(["sh", "-c", script], name="test stream")
+
+
+def test_a_wait_ends_when_the_line_arrives_and_lines_keep_their_arrival_time() -> None:
+    with sh("echo starting; sleep 0.3; printf 'lease of 10.0.0.2 obtained\\r\\n'; sleep 30") as stream:
+        started = time.monotonic()
+        match = stream.wait_for(r"(?m)^lease of (\S+) obtained$", timeout=10, what="the lease")
+        waited = time.monotonic() - started
+        assert match.group(1) == "10.0.0.2"            # CRLF line ends read as plain newlines
+        assert 0.2 < waited < 5
+        line = stream.first(r"lease of")
+        assert line is not None and line.at - started >= 0.2
+        assert stream.first(r"no such line") is None
+
+
+def test_a_multi_line_pattern_matches_across_lines_and_start_skips_earlier_ones() -> None:
+    with sh("echo one; echo two; echo one; echo three; sleep 30") as stream:
+        stream.wait_for(r"three", timeout=10, what="three")
+        assert stream.wait_for(r"(?m)^one\ntwo$", timeout=1, what="one then two")
+        with pytest.raises(WaitTimeout):
+            stream.wait_for(r"(?m)^one\ntwo$", timeout=0.3, what="one then two after the first", start=2)
+
+
+def test_a_timeout_names_what_was_awaited_and_shows_the_last_lines() -> None:
+    with sh("echo console says hello; sleep 30") as stream, pytest.raises(WaitTimeout) as timeout:
+        stream.wait_for(r"dropbear", timeout=0.5, what="dropbear's start")
+    assert "dropbear's start" in str(timeout.value) and "console says hello" in str(timeout.value)
+
+
+def test_an_ended_stream_fails_the_wait_at_once() -> None:
+    with sh("echo bye") as stream:
+        started = time.monotonic()
+        with pytest.raises(WaitTimeout, match="the stream ended"):
+            stream.wait_for(r"never", timeout=30, what="a line that never comes")
+        assert time.monotonic() - started < 5
+
+
+def test_close_removes_the_whole_process_group() -> None:
+    stream = sh("sleep 300 & echo $!; wait")
+    child = int(stream.wait_for(r"(\d+)", timeout=10, what="the child's pid").group(1))
+    stream.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the child {child} outlived close()")
