@@ -1,7 +1,7 @@
 """Following an event source instead of re-reading it: a process's output (``tail -F`` of a
 node's file, a foreground daemon's log) as lines that arrive, each stamped with its arrival time.
 
->>> with follow(guest.node, guest.console_log) as console:
+>>> with follow(guest.node, guest.console_log, lasting=130) as console:
 ...     console.wait_for(r"(?m)^Starting dropbear", timeout=120, what="dropbear's start")
 
 A reader thread collects the lines; waiters block on a condition until new text comes, so a
@@ -35,12 +35,13 @@ class Line:
 
 
 class Stream:
-    """The lines a host process prints (stdout, and stderr with ``stderr=True``), as they come."""
+    """What a host process prints (stdout, and stderr with ``stderr=True``), as it comes: the
+    text so far (a partial last line included) and its complete lines with their arrival times."""
 
     def __init__(self, argv: list[str], *, stderr: bool = False, name: str = ""):
         self.name = name or argv[-1]
         self.lines: list[Line] = []
-        self._text: list[str] = []
+        self._text = ""
         self._changed = threading.Condition()
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL, process_group=0)
@@ -49,11 +50,15 @@ class Stream:
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
-        for raw in iter(self._proc.stdout.readline, b""):
-            line = Line(raw.decode(errors="replace").replace("\r\n", "\n"), time.monotonic())
+        fd, done, partial = self._proc.stdout.fileno(), "", ""
+        while chunk := os.read(fd, 65536):
+            now = time.monotonic()
+            # Serial consoles end lines with CRLF: read as plain newlines (a CR may end one chunk).
+            *complete, partial = (partial + chunk.decode(errors="replace")).replace("\r\n", "\n").split("\n")
+            done += "".join(f"{line}\n" for line in complete)
             with self._changed:
-                self.lines.append(line)
-                self._text.append(line.text)
+                self.lines += [Line(f"{line}\n", now) for line in complete]
+                self._text = done + partial
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
@@ -61,35 +66,35 @@ class Stream:
     @property
     def text(self) -> str:
         with self._changed:
-            return "".join(self._text)
+            return self._text
 
     @property
     def ended(self) -> bool:
         return not self._reader.is_alive()
 
     def wait_for(self, pattern: str | re.Pattern[str], *, timeout: float, what: str, start: int = 0) -> re.Match[str]:
-        """Block until the text from line ``start`` on matches ``pattern`` (a multi-line regex over
-        the joined lines); the timeout names ``what`` and shows the last lines."""
+        """Block until the text from offset ``start`` on matches ``pattern`` (a multi-line regex);
+        the timeout names ``what`` and shows the last lines."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with timings.span("wait", what), self._changed:
             while True:
-                match = regex.search("".join(self._text[start:]))
+                match = regex.search(self._text[start:])
                 if match:
                     return match
-                # Lines are appended under this lock: once the reader has ended, all of them were searched.
+                # Text is added under this lock: once the reader has ended, all of it was searched.
                 left = deadline - time.monotonic()
                 if self.ended or left <= 0:
-                    tail = "".join(self._text[start:]).splitlines()[-15:]
+                    tail = self._text[start:].splitlines()[-15:]
                     why = "the stream ended" if self.ended else f"timed out after {timeout:g} s"
                     raise WaitTimeout(f"{why} waiting for {what} in {self.name}; last lines:\n" + "\n".join(tail))
                 self._changed.wait(left)
 
-    def first(self, pattern: str | re.Pattern[str], start: int = 0) -> Line | None:
-        """The first line (from ``start``) that matches, with its arrival time; None if none yet."""
+    def first(self, pattern: str | re.Pattern[str]) -> Line | None:
+        """The first complete line that matches, with its arrival time; None if none yet."""
         regex = re.compile(pattern)
         with self._changed:
-            return next((line for line in self.lines[start:] if regex.search(line.text)), None)
+            return next((line for line in self.lines if regex.search(line.text)), None)
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -113,7 +118,13 @@ class Stream:
         self.close()
 
 
-def follow(node: Node, path: str, *, from_start: bool = True) -> Stream:
-    """``tail -F`` of ``path`` on ``node``: the whole file first (or only what comes from now on)."""
-    return Stream(node.host_argv(["tail", "-n", "+1" if from_start else "0", "-F", path]),
-                  name=f"{path} on {node.name}")
+def follow(node: Node, path: str, *, from_start: bool = True, lasting: float | None = None) -> Stream:
+    """``tail -F`` of ``path`` on ``node``: the whole file first (or only what comes from now on).
+
+    ``lasting``: the tail ends by itself after that many seconds, so even a follower whose process
+    was killed (no ``close``) leaves nothing running on the node for longer.
+    """
+    tail = ["tail", "-n", "+1" if from_start else "0", "-F", path]
+    # --foreground: timeout stays in our process group, which close() removes whole.
+    bounded = ["timeout", "--foreground", f"{lasting:.0f}", *tail] if lasting else tail
+    return Stream(node.host_argv(bounded), name=f"{path} on {node.name}")

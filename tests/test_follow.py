@@ -28,12 +28,12 @@ def test_a_wait_ends_when_the_line_arrives_and_lines_keep_their_arrival_time() -
         assert stream.first(r"no such line") is None
 
 
-def test_a_multi_line_pattern_matches_across_lines_and_start_skips_earlier_ones() -> None:
+def test_a_multi_line_pattern_matches_across_lines_and_start_skips_earlier_text() -> None:
     with sh("echo one; echo two; echo one; echo three; sleep 30") as stream:
         stream.wait_for(r"three", timeout=10, what="three")
         assert stream.wait_for(r"(?m)^one\ntwo$", timeout=1, what="one then two")
         with pytest.raises(WaitTimeout):
-            stream.wait_for(r"(?m)^one\ntwo$", timeout=0.3, what="one then two after the first", start=2)
+            stream.wait_for(r"(?m)^one\ntwo$", timeout=0.3, what="one, two after the first", start=len("one\ntwo\n"))
 
 
 def test_a_timeout_names_what_was_awaited_and_shows_the_last_lines() -> None:
@@ -62,3 +62,11 @@ def test_close_removes_the_whole_process_group() -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"the child {child} outlived close()")
+
+
+def test_a_partial_last_line_is_seen_and_a_crlf_split_across_reads_is_one_line_end() -> None:
+    with sh("printf 'login: '; sleep 0.3; printf 'x\\r'; sleep 0.3; printf '\\nnext\\n'; sleep 30") as stream:
+        assert stream.wait_for(r"login: $", timeout=10, what="the prompt without its line end")
+        stream.wait_for(r"next", timeout=10, what="the next line")
+        assert stream.text == "login: x\nnext\n"
+        assert [line.text for line in stream.lines] == ["login: x\n", "next\n"]

@@ -8,7 +8,7 @@ import re
 
 from flatbed.checks.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import Guest
-from flatbed.waiters import wait_until
+from flatbed.follow import follow
 
 # Both udhcpc wordings: cirros 0.3's busybox 1.18 and busybox 1.2x/1.35 (cirros 0.4+, our guest).
 LEASE_LINE = r"(?im)^(?:udhcpc: )?lease of {ip} obtained(?: from \S+)?, lease time (\d+)\s*$"
@@ -21,11 +21,11 @@ def console(guest: Guest) -> str:
 
 
 def wait_for_console(guest: Guest, pattern: str, *, timeout: float, what: str) -> re.Match[str]:
-    """Wait until the console log matches ``pattern``; the timeout shows the console's tail."""
-    regex = re.compile(pattern)
-    return wait_until(lambda: regex.search(console(guest)), timeout=timeout, interval=0.5,
-                      what=f"{guest.name}: {what}",
-                      describe=lambda: "console tail:\n" + "\n".join(console(guest).splitlines()[-15:]))
+    """Wait until the console log matches ``pattern``, following it as qemu writes it (``tail -F``
+    on the compute, :mod:`flatbed.follow`): the wait ends with the line, nothing is read twice.
+    The timeout shows the console's tail."""
+    with follow(guest.node, guest.console_log, lasting=timeout + 10) as log:
+        return log.wait_for(pattern, timeout=timeout, what=f"{guest.name}: {what}")
 
 
 def wait_for_lease(guest: Guest) -> re.Match[str]:
