@@ -90,11 +90,12 @@ class Stream:
                     raise WaitTimeout(f"{why} waiting for {what} in {self.name}; last lines:\n" + "\n".join(tail))
                 self._changed.wait(left)
 
-    def first(self, pattern: str | re.Pattern[str]) -> Line | None:
-        """The first complete line that matches, with its arrival time; None if none yet."""
+    def first(self, pattern: str | re.Pattern[str], since: float = 0.0) -> Line | None:
+        """The first complete line that matches (of those that arrived at ``since`` or later, a
+        time.monotonic()), with its arrival time; None if none yet."""
         regex = re.compile(pattern)
         with self._changed:
-            return next((line for line in self.lines if regex.search(line.text)), None)
+            return next((line for line in self.lines if line.at >= since and regex.search(line.text)), None)
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -124,7 +125,8 @@ def follow(node: Node, path: str, *, from_start: bool = True, lasting: float | N
     ``lasting``: the tail ends by itself after that many seconds, so even a follower whose process
     was killed (no ``close``) leaves nothing running on the node for longer.
     """
-    tail = ["tail", "-n", "+1" if from_start else "0", "-F", path]
+    # -s 0.1: where inotify is not available (the host ran out of instances) tail polls, 10 times a second.
+    tail = ["tail", "-s", "0.1", "-n", "+1" if from_start else "0", "-F", path]
     # --foreground: timeout stays in our process group, which close() removes whole.
     bounded = ["timeout", "--foreground", f"{lasting:.0f}", *tail] if lasting else tail
     return Stream(node.host_argv(bounded), name=f"{path} on {node.name}")
