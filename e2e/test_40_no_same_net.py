@@ -1,7 +1,8 @@
 """``allow_same_net_traffic = false`` (reference §11): the same deployment with the flag off.
 
 The flag lives in the topology, so this module brings up a second testbed from
-``topologies/no-same-net.toml`` (fixtures/variants.py; the session's own when it runs that file).
+``topologies/no-same-net.toml`` (fixtures/variants.py; the session's own when it runs that file),
+on containers as soon as the session has collected, beside the session's own.
 The document says "only 10.0.0.1 could ping the guest then"; the code (Essex's
 IptablesFirewallDriver) drops even that: the instance chain simply loses its same-subnet rule.
 
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 import pytest
 
 from fixtures.guests import BootedGuests
-from fixtures.variants import goes_away, own_testbed
+from fixtures.variants import goes_away, own_testbed, start_testbed
 from flatbed import domains
 from flatbed.checks import expect, listings
 from flatbed.checks.compare import assert_lines_in_order, assert_listing
@@ -41,6 +42,10 @@ from flatbed.testbed import Testbed
 VARIANT = REPO / "topologies" / "no-same-net.toml"
 SSH_RULE = ("tcp", "22", "22", "0.0.0.0/0")
 COUNT = 3
+
+
+def start_in_background(config: pytest.Config) -> None:
+    start_testbed(config, VARIANT)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,9 @@ class Provider(ABC):
     name: ClassVar[str]
     # The typed record this provider keeps in the state file (``state.record``).
     Record: ClassVar[type[ProviderRecord]] = ProviderRecord
+    # Whether a run may bring up a second testbed while its first is up or coming up (a test
+    # module's variant): containers yes; VMs come up one testbed at a time (their memory).
+    side_by_side: ClassVar[bool] = False
 
     def __init__(self, topology: Topology, state: TestbedState, progress: Progress):
         self.topology = topology

@@ -28,6 +28,7 @@ OVERLAY_IN_CMDLINE = re.compile(r"--overlay=[^:]*:(/\S+)/(fb[0-9a-f]{6})/nodes/"
 class NspawnProvider(Provider):
     name = "nspawn"
     Record = NspawnRecord
+    side_by_side = True
 
     @classmethod
     def unusable(cls) -> str | None:
