@@ -18,6 +18,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -89,6 +90,29 @@ class Stream:
                     why = "the stream ended" if self.ended else f"timed out after {timeout:g} s"
                     raise WaitTimeout(f"{why} waiting for {what} in {self.name}; last lines:\n" + "\n".join(tail))
                 self._changed.wait(left)
+
+    def waker(self, pattern: str | re.Pattern[str]) -> Callable[[float], None]:
+        """For :func:`flatbed.waiters.wait_until`'s ``wake``: a function that blocks for at most the
+        seconds it is given, returning early when a line matching ``pattern`` arrives that it has
+        not seen before."""
+        regex = re.compile(pattern)
+        seen = len(self.lines)
+
+        def wake(seconds: float) -> None:
+            nonlocal seen
+            deadline = time.monotonic() + seconds
+            with self._changed:
+                while True:
+                    new, seen = self.lines[seen:], len(self.lines)
+                    left = deadline - time.monotonic()
+                    if any(regex.search(line.text) for line in new) or left <= 0:
+                        return
+                    if self.ended:  # nothing more will come: an ordinary sleep
+                        self._changed.wait(left)
+                        return
+                    self._changed.wait(left)
+
+        return wake
 
     def first(self, pattern: str | re.Pattern[str], since: float = 0.0) -> Line | None:
         """The first complete line that matches (of those that arrived at ``since`` or later, a

@@ -70,3 +70,25 @@ def test_a_partial_last_line_is_seen_and_a_crlf_split_across_reads_is_one_line_e
         stream.wait_for(r"next", timeout=10, what="the next line")
         assert stream.text == "login: x\nnext\n"
         assert [line.text for line in stream.lines] == ["login: x\n", "next\n"]
+
+
+def test_a_waker_returns_at_a_new_matching_line_and_sleeps_its_time_otherwise() -> None:
+    with sh("sleep 0.5; echo noise; sleep 0.3; echo 'Instance instance-00000009 is ACTIVE'; sleep 30") as stream:
+        wake = stream.waker(r"Instance instance-00000009 is ACTIVE")
+        started = time.monotonic()
+        wake(10)                                  # the noise line does not wake it
+        assert 0.7 < time.monotonic() - started < 5
+        started = time.monotonic()
+        wake(0.3)                                 # the line was seen: no second wake-up for it
+        assert time.monotonic() - started >= 0.29
+
+
+def test_wait_until_checks_again_when_woken_and_not_only_at_its_interval() -> None:
+    from flatbed.waiters import wait_until
+
+    with sh("sleep 0.5; echo ready; sleep 30") as stream:
+        started = time.monotonic()
+        # The check reads the stream's text; the slow interval would end the wait only after 20 s.
+        assert wait_until(lambda: "ready" in stream.text, timeout=30, interval=20, what="ready",
+                          wake=stream.waker("ready"))
+        assert time.monotonic() - started < 5
