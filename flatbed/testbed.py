@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flatbed import providers, provisioning, state, timings
@@ -92,11 +93,17 @@ class Testbed:
         started = time.monotonic()
         self.state.save()
         self.provider.create(base)
-        # Only the controller's store gets the image; computes fetch it from nova-api on first use.
-        provisioning.push_guest_image(self.controller, guest)
-        # Controller first: computes register with its nova-network when they start.
-        for node in self.topology.stack_nodes:
-            provisioning.provision(self.node(node.name), self.topology, self.progress)
+        # Controller first: computes register with its nova-network when they start. Then the
+        # computes at once (nothing orders them: the scheduler sorts by name), and beside them the
+        # image into the controller's store (only there: computes fetch it from nova-api on first use).
+        controller = self.topology.controller
+        provisioning.provision(self.controller, self.topology, self.progress)
+        others = [self.node(n.name) for n in self.topology.stack_nodes if n.name != controller.name]
+        with ThreadPoolExecutor(len(others) + 1) as pool:
+            done = [pool.submit(provisioning.provision, node, self.topology, self.progress) for node in others]
+            done.append(pool.submit(provisioning.push_guest_image, self.controller, guest))
+            for future in done:
+                future.result()
         self.state.status = "up"
         self.state.save()
         self.progress(f"testbed {self.run_id} up in {time.monotonic() - started:.1f} s")
