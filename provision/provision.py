@@ -203,10 +203,24 @@ def bridge_netfilter() -> None:
         knob.write_text("1\n")
 
 
+def wait_registered(timeout: float = 120.0) -> None:
+    """Wait until the running nova-compute has registered with the controller (its journal says so):
+    nova-compute is Type=simple, so systemctl returns before that, and a testbed that is up must
+    be able to schedule onto every compute."""
+    invocation = sh("systemctl", "show", "-p", "InvocationID", "--value", "nova-compute").stdout.strip()
+    deadline = time.monotonic() + timeout
+    while "Registered with" not in sh("journalctl", f"_SYSTEMD_INVOCATION_ID={invocation}", "-o", "cat",
+                                      "--no-pager", check=False).stdout:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[provision] nova-compute did not register with the controller within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def compute(cfg: dict, changed: bool) -> None:
     bridge_netfilter()
     restart("libvirtd.service", False)
     restart("nova-compute.service", changed)
+    wait_registered()
 
 
 def main(path: str) -> None:
