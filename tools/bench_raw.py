@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flatbed.follow import Stream
+from flatbed.waiters import WaitTimeout
 
 if TYPE_CHECKING:
     from flatbed.node import Node
@@ -98,7 +99,7 @@ class RawNet:
             "timeout", "--foreground", str(LIFETIME), "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
             "--bind-interfaces", f"--interface={self.bridge}", "--except-interface=lo", "--port=0",
             f"--dhcp-range={first},{last},120s", "--leasefile-ro", f"--pid-file={self.run_dir}/dnsmasq.pid",
-            "--log-facility=-", "--log-dhcp"]), stderr=True, name=f"dnsmasq on {self.bridge} ({node.name})")
+            "--log-facility=-"]), stderr=True, name=f"dnsmasq on {self.bridge} ({node.name})")
         self.dnsmasq.wait_for(r"DHCP, IP range", timeout=30, what="dnsmasq's start")
         return self
 
@@ -131,9 +132,14 @@ class RawNet:
         """Seconds to each boot's DHCPACK, waiting for all of them."""
         assert self.dnsmasq is not None
         for boot in boots:
-            self.dnsmasq.wait_for(rf"DHCPACK\({re.escape(self.bridge)}\) \S+ {re.escape(boot.mac)}",
-                                  timeout=max(1.0, timeout - (time.monotonic() - boot.started)),
-                                  what=f"{boot.name}'s DHCPACK")
+            try:
+                self.dnsmasq.wait_for(rf"DHCPACK\({re.escape(self.bridge)}\) \S+ {re.escape(boot.mac)}",
+                                      timeout=max(1.0, timeout - (time.monotonic() - boot.started)),
+                                      what=f"{boot.name}'s DHCPACK")
+            except WaitTimeout as e:
+                console = self.node.run(["tail", "-n", "15", f"{self.run_dir}/{boot.name}.console"]).stdout
+                raise WaitTimeout(f"{e}\n{boot.name}'s qemu said: {boot.process.text[-1000:]!r}\n"
+                                  f"its console's last lines:\n{console}") from None
         return [self.acked(boot) for boot in boots]
 
     def stop_guests(self) -> None:

@@ -61,7 +61,7 @@ DOCUMENT_MODULES = (
     "e2e/test_42_lifecycle.py", "e2e/test_43_alt_topology.py",
 )
 SYSLOG = "/var/log/syslog"
-BOOT_TIMEOUT = 300        # one measured boot, or all of P3's, until leased
+BOOT_TIMEOUT = 600        # one measured boot, or all of P3's, until leased (20 TCG boots on 2 loaded cores)
 RUN_TIMEOUT = 3600        # one pytest run
 
 
