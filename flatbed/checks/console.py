@@ -20,12 +20,13 @@ def console(guest: Guest) -> str:
     return guest.node.read_file(guest.console_log).replace("\r\n", "\n")
 
 
-def wait_for_console(guest: Guest, pattern: str, *, timeout: float, what: str) -> re.Match[str]:
+def wait_for_console(guest: Guest, pattern: str, *, timeout: float, what: str, since: int = 0) -> re.Match[str]:
     """Wait until the console log matches ``pattern``, following it as qemu writes it (``tail -F``
     on the compute, :mod:`flatbed.follow`): the wait ends with the line, nothing is read twice.
+    ``since``: only the text from that offset of :func:`console`'s text on (a boot after a reset).
     The timeout shows the console's tail."""
     with follow(guest.node, guest.console_log, lasting=timeout + 10) as log:
-        return log.wait_for(pattern, timeout=timeout, what=f"{guest.name}: {what}")
+        return log.wait_for(pattern, timeout=timeout, what=f"{guest.name}: {what}", start=since)
 
 
 def wait_for_lease(guest: Guest) -> re.Match[str]:
