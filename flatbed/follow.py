@@ -20,13 +20,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from flatbed import timings
 from flatbed.waiters import WaitTimeout
 
 if TYPE_CHECKING:
     from flatbed.node import Node
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,23 +76,28 @@ class Stream:
     def ended(self) -> bool:
         return not self._reader.is_alive()
 
-    def wait_for(self, pattern: str | re.Pattern[str], *, timeout: float, what: str, start: int = 0) -> re.Match[str]:
-        """Block until the text from offset ``start`` on matches ``pattern`` (a multi-line regex);
-        the timeout names ``what`` and shows the last lines."""
-        regex = re.compile(pattern)
+    def until(self, check: Callable[[str], T | None], *, timeout: float, what: str, start: int = 0) -> T:
+        """Block until ``check(text from offset start)`` returns something (not None, not False),
+        calling it again each time new text arrives; the timeout names ``what`` and shows the
+        last lines. Exceptions from ``check`` propagate (a check that sees a final mismatch raises)."""
         deadline = time.monotonic() + timeout
         with timings.span("wait", what), self._changed:
             while True:
-                match = regex.search(self._text[start:])
-                if match:
-                    return match
-                # Text is added under this lock: once the reader has ended, all of it was searched.
+                value = check(self._text[start:])
+                if value is not None and value is not False:
+                    return value
+                # Text is added under this lock: once the reader has ended, all of it was checked.
                 left = deadline - time.monotonic()
                 if self.ended or left <= 0:
                     tail = self._text[start:].splitlines()[-15:]
                     why = "the stream ended" if self.ended else f"timed out after {timeout:g} s"
                     raise WaitTimeout(f"{why} waiting for {what} in {self.name}; last lines:\n" + "\n".join(tail))
                 self._changed.wait(left)
+
+    def wait_for(self, pattern: str | re.Pattern[str], *, timeout: float, what: str, start: int = 0) -> re.Match[str]:
+        """Block until the text from offset ``start`` on matches ``pattern`` (a multi-line regex)."""
+        regex = re.compile(pattern)
+        return self.until(regex.search, timeout=timeout, what=what, start=start)
 
     def waker(self, pattern: str | re.Pattern[str]) -> Callable[[float], None]:
         """For :func:`flatbed.waiters.wait_until`'s ``wake``: a function that blocks for at most the

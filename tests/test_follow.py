@@ -92,3 +92,18 @@ def test_wait_until_checks_again_when_woken_and_not_only_at_its_interval() -> No
         assert wait_until(lambda: "ready" in stream.text, timeout=30, interval=20, what="ready",
                           wake=stream.waker("ready"))
         assert time.monotonic() - started < 5
+
+
+def test_until_runs_its_check_again_on_new_text_and_passes_its_exception_through() -> None:
+    with sh("echo 'tries: 1'; sleep 0.2; echo 'tries: 2'; sleep 0.2; echo 'tries: 3'; sleep 30") as stream:
+        def three(text: str) -> list[str] | None:
+            tries = [line for line in text.splitlines() if line.startswith("tries:")]
+            return tries if len(tries) >= 3 else None
+
+        assert stream.until(three, timeout=10, what="three tries") == ["tries: 1", "tries: 2", "tries: 3"]
+
+        def wrong(text: str) -> None:
+            raise AssertionError(f"a final mismatch in {len(text)} characters")
+
+        with pytest.raises(AssertionError, match="final mismatch"):
+            stream.until(wrong, timeout=10, what="anything")
