@@ -24,7 +24,7 @@ LIBVIRT_QEMU = ["/usr/bin/qemu-system-x86_64", "-name", "guest=instance-00000009
                 "-overcommit", "mem-lock=off", "-smp", "1,sockets=1,cores=1,threads=1", "-uuid", "400ccb8d",
                 "-display", "none", "-no-user-config", "-nodefaults", "-chardev", "socket,id=charmonitor,fd=30",
                 "-rtc", "base=utc", "-no-shutdown", "-kernel", "/var/lib/nova/instances/instance-00000009/kernel",
-                "-initrd", "/var/lib/nova/instances/instance-00000009/ramdisk", "-append", "console=ttyS0",
+                "-initrd", "/var/lib/nova/instances/instance-00000009/ramdisk", "-append", "console=ttyS0 no_timer_check",
                 "-netdev", '{"type":"tap","fd":"32","id":"hostnet0"}', "-device", '{"driver":"virtio-net-pci"}']
 
 
@@ -32,7 +32,7 @@ def test_the_raw_guest_gets_novas_machine_cpu_memory_and_command_line_only() -> 
     assert bench_raw.qemu_options(LIBVIRT_QEMU) == [
         "-machine", "pc-i440fx-7.2,usb=off,dump-guest-core=off", "-accel", "tcg", "-cpu", "qemu64", "-m", "512",
         "-smp", "1,sockets=1,cores=1,threads=1", "-no-user-config", "-nodefaults", "-rtc", "base=utc",
-        "-append", "console=ttyS0"]
+        "-append", "console=ttyS0 no_timer_check"]
 
 
 def test_the_raw_network_overlaps_none_of_the_topologys() -> None:
