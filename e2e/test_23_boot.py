@@ -22,7 +22,6 @@ import re
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed.checks import expect, identity
 from flatbed.checks.console import console, not_the_documents_wording, wait_for_console, wait_for_facts, wait_for_lease
 from flatbed.checks.services import systemctl
@@ -31,6 +30,7 @@ from flatbed.checks.traffic import wait_pingable
 from flatbed.cloud import Guest, parse_table
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
+from flatbed_fixtures.guests import BootedGuests
 
 pytestmark = pytest.mark.usefixtures("document_start", "metadata_dnat")
 

@@ -33,13 +33,14 @@ import pytest
 
 from flatbed.checks.console import wait_for_facts
 from flatbed.checks.guestshell import GuestShell, guest_shell
-from flatbed.checks.runs import BackgroundRun, FlatbedCli, junit_outcomes
+from flatbed.checks.runs import BackgroundRun, junit_outcomes
 from flatbed.cloud import Guest
 from flatbed.images.hashing import hash_file
 from flatbed.provisioning import IMAGE_STORE
 from flatbed.testbed import Testbed
+from flatbed_fixtures.cli import session_cli
 from flatbed_fixtures.guests import BootedGuests
-from flatbed_fixtures.plugin import FACTORY, Options
+from flatbed_fixtures.plugin import FACTORY
 from flatbed_fixtures.variants import side_by_side
 
 pytestmark = pytest.mark.own_testbeds
@@ -78,23 +79,15 @@ def start_in_background(config: pytest.Config, now: bool = False) -> None:
         return
     from flatbed.images.cirros_disk import ensure_cirros_disk
 
-    options = config.stash[FACTORY].options
     disk = ensure_cirros_disk(progress=print)
     junit = Path(tempfile.mkdtemp(prefix="flatbed-test27-")) / "inner.xml"
-    run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
-        MODULE, "--cirros-image", str(disk), "--topology", str(Path(options.topology_path).resolve()),
-        f"--destroy={options.destroy}", *passed_through(options), f"--junitxml={junit}", "-q", "-rs")
+    # The session's topology, provider and options (fixtures/cli.py), this disk as the guest.
+    run = session_cli(config).pytest_background(MODULE, "--cirros-image", str(disk), f"--junitxml={junit}",
+                                                 "-q", "-rs")
     config.stash[RUN] = run
     config.stash[JUNIT] = junit
     config.add_cleanup(run.stop)
     config.add_cleanup(lambda: shutil.rmtree(junit.parent, ignore_errors=True))
-
-
-def passed_through(options: Options) -> list[str]:
-    """The session's other options that shape a testbed, for the inner run."""
-    # Not --cirros-password: the inner run boots flatbed's disk, whose password is flatbed's.
-    given = [("--mirror", options.mirror), ("--libvirt-uri", options.libvirt_uri), ("--artifacts", options.artifacts)]
-    return [arg for flag, value in given if value for arg in (flag, str(value))]
 
 
 def test_cirros_image_option_end_to_end(pytestconfig: pytest.Config) -> None:

@@ -1,7 +1,8 @@
 """``allow_same_net_traffic = false`` (reference §11): the same deployment with the flag off.
 
 The flag lives in the topology, so this module brings up a second testbed from
-``topologies/no-same-net.toml`` (fixtures/variants.py; the session's own when it runs that file).
+``topologies/no-same-net.toml`` (fixtures/variants.py; the session's own when it runs that file),
+on containers as soon as the session has collected, beside the session's own.
 The document says "only 10.0.0.1 could ping the guest then"; the code (Essex's
 IptablesFirewallDriver) drops even that: the instance chain simply loses its same-subnet rule.
 
@@ -37,13 +38,17 @@ from flatbed.checks.traffic import ping_node, rule_deltas
 from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
 from flatbed_fixtures.guests import BootedGuests
-from flatbed_fixtures.variants import goes_away, own_testbed
+from flatbed_fixtures.variants import goes_away, own_testbed, start_testbed
 
 pytestmark = pytest.mark.own_testbeds
 
 VARIANT = REPO / "topologies" / "no-same-net.toml"
 SSH_RULE = ("tcp", "22", "22", "0.0.0.0/0")
 COUNT = 3
+
+
+def start_in_background(config: pytest.Config) -> None:
+    start_testbed(config, VARIANT)
 
 
 @pytest.fixture(scope="module")

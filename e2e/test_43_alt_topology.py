@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from flatbed.checks.runs import REPO, BackgroundRun, FlatbedCli, junit_outcomes, outcome_problems
+from flatbed.checks.runs import REPO, BackgroundRun, junit_outcomes, outcome_problems
 from flatbed.topology import load as load_topology
+from flatbed_fixtures.cli import session_cli
 from flatbed_fixtures.plugin import FACTORY
 from flatbed_fixtures.variants import side_by_side
 
@@ -49,9 +50,8 @@ def start_in_background(config: pytest.Config, now: bool = False) -> None:
     if why_not(config) or RUN in config.stash or not (now or side_by_side(config.stash[FACTORY].options)):
         return
     junit = Path(tempfile.mkdtemp(prefix="flatbed-test43-")) / "inner.xml"
-    run = FlatbedCli(provider=config.getoption("provider")).pytest_background(
-        *MODULES, "--topology", str(ALT), f"--destroy={config.stash[FACTORY].options.destroy}",
-        f"--junitxml={junit}", "-q", "-rs")
+    # The session's provider and options (fixtures/cli.py), alt.toml as the topology.
+    run = session_cli(config).pytest_background(*MODULES, "--topology", str(ALT), f"--junitxml={junit}", "-q", "-rs")
     config.stash[RUN] = run
     config.stash[JUNIT] = junit
     config.add_cleanup(run.stop)

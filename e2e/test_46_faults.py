@@ -33,8 +33,6 @@ from collections.abc import Iterator
 import libvirt
 import pytest
 
-from fixtures.guests import BootedGuests
-from fixtures.variants import own_testbed
 from flatbed import health
 from flatbed.checks import expect, journal, listings
 from flatbed.checks.compare import assert_listing
@@ -47,6 +45,8 @@ from flatbed.errors import FlatbedError
 from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
+from flatbed_fixtures.guests import BootedGuests
+from flatbed_fixtures.variants import own_testbed
 
 VARIANT = REPO / "topologies" / "faults.toml"
 TICK = "Running periodic task"

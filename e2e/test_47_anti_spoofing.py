@@ -25,7 +25,6 @@ from contextlib import contextmanager
 
 import pytest
 
-from fixtures.guests import BootedGuests
 from flatbed import domains
 from flatbed.checks import ebtables, expect
 from flatbed.checks.console import wait_for_lease
@@ -34,6 +33,7 @@ from flatbed.checks.traffic import Capture, start_capture, wait_pingable
 from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
+from flatbed_fixtures.guests import BootedGuests
 
 COUNT = 3
 BUSYBOX = "/bin/busybox"   # applets by absolute path: sudo's PATH has no /sbin on cirros

@@ -7,11 +7,16 @@
    HTML report links the bundle and shows the testbed's picture and the listing diff.
 2. ``flatbed status``/``exec``/``ssh``/``boot``/``console``/``collect``/``status --svg``/``delete``
    reach that testbed, a guest included.
-3. ``pytest e2e/ --reuse=RUN`` runs green on it (and leaves it as found); another topology is
-   refused with one line.
+3. ``pytest --reuse=RUN`` of a small module (written here too) runs on it in seconds: a guest
+   boots and leases, a test of the document's starting point skips with its reason, the run keeps
+   the testbed and finds it left as found; another topology is refused with one line. That the
+   *whole* suite is reuse-safe (``pytest e2e/ --reuse=RUN`` green, left as found) is the
+   ``whole_suite`` test: minutes, run nightly, deselected by CI with ``-m 'not whole_suite'``.
 4. ``flatbed down`` removes it with nothing left.
 
-The tests share the kept testbed in order; it is removed at the end whatever happens.
+Every inner run and CLI call carries the session's topology, provider and options
+(fixtures/cli.py). The tests share the kept testbed in order; it is removed at the end whatever
+happens.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from pathlib import Path
 
 import pytest
 
-from flatbed.checks.runs import REPO, FlatbedCli, leftovers_of, read_until
+from flatbed.checks.runs import REPO, FlatbedCli, junit_outcomes, leftovers_of, read_until
 from flatbed.checks.timeouts import LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import parse_fixed_list
 from flatbed.testbed import Testbed
+from flatbed.topology import DEFAULT_TOPOLOGY
+from flatbed.topology import load as load_topology
 from flatbed.waiters import wait_until
 from flatbed_fixtures.reuse import require_before_any_guest
 
@@ -49,6 +56,19 @@ def test_boots_a_guest_then_fails(guest, controller):
     controller.check(f"ping -c 2 -W 5 {guest.ip}")
     assert_listing(["deliberate failure: the testbed must be kept (--destroy=passing)"],
                    controller.check("brctl show"), "brctl show on the controller")
+'''
+SMALL_REUSE_RUN = '''\
+"""A small run on a kept testbed (written by e2e/test_90_kept_testbed.py)."""
+
+from flatbed.checks.console import wait_for_lease
+
+
+def test_a_guest_boots_and_leases(guest):
+    wait_for_lease(guest)
+
+
+def test_the_documents_start(before_any_guest):
+    raise AssertionError("a kept testbed that had guests is not the document's starting point")
 '''
 GUEST = "probe"
 
@@ -211,18 +231,36 @@ def test_a_guest_through_the_cli(kept, flatbed_cli, topology, tmp_path):
     assert fixed_ip(cli, run, topology.controller.name, ip).in_pool
 
 
-def test_reuse_runs_the_suite_green_on_it(kept, flatbed_cli):
-    proc = flatbed_cli.pytest("e2e/", f"--reuse={kept.run_id}", "-q")
+def test_reuse_runs_a_small_module_on_it_in_seconds(kept, flatbed_cli, tmp_path):
+    (tmp_path / "test_small_reuse.py").write_text(SMALL_REUSE_RUN)
+    junit = tmp_path / "junit.xml"
+    proc = flatbed_cli.pytest("--rootdir", str(tmp_path), f"--reuse={kept.run_id}", "--destroy=never",
+                              f"--junitxml={junit}", "-rs", "test_small_reuse.py", cwd=tmp_path)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert f"reusing testbed {kept.run_id}" in output
-    assert re.search(r"\d+ passed", output) and "failed" not in output.split("short test summary")[-1]
+    outcomes = {case.name: case.outcome for case in junit_outcomes(junit)}
+    assert outcomes == {"test_a_guest_boots_and_leases": "passed", "test_the_documents_start": "skipped"}
+    assert re.search(r"SKIPPED .*needs testbed \S+ as before any guest, but", output), output[-2000:]
     assert f"testbed {kept.run_id} kept (--destroy=never, reused)" in output     # it serves the next run too
     assert "not left as found" not in output
 
 
-def test_reuse_refuses_another_topology_in_one_line(kept, flatbed_cli):
-    proc = flatbed_cli.pytest("e2e/", f"--reuse={kept.run_id}", "--topology", str(REPO / "topologies" / "alt.toml"))
+@pytest.mark.whole_suite
+def test_reuse_runs_the_whole_suite_green_on_it(kept, flatbed_cli):
+    proc = flatbed_cli.pytest("e2e/", f"--reuse={kept.run_id}", "--destroy=never", "-q")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert f"reusing testbed {kept.run_id}" in output
+    assert re.search(r"\d+ passed", output) and "failed" not in output.split("short test summary")[-1]
+    assert f"testbed {kept.run_id} kept (--destroy=never, reused)" in output
+    assert "not left as found" not in output
+
+
+def test_reuse_refuses_another_topology_in_one_line(kept, flatbed_cli, topology):
+    other = next(path for path in (REPO / "topologies" / "alt.toml", DEFAULT_TOPOLOGY)
+                 if load_topology(path).digest != topology.digest)
+    proc = flatbed_cli.pytest("e2e/", f"--reuse={kept.run_id}", "--topology", str(other))
     assert proc.returncode == 4
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and f"testbed {kept.run_id} was built from another topology" in errors[0]

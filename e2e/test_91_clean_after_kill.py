@@ -33,7 +33,7 @@ OWN_NAMESPACE = {"nspawn": "sw", "vagrant": "outside"}
 
 
 def start_up_and_kill_it_mid_bring_up(cli: FlatbedCli) -> str:
-    proc = cli.popen("up", "--provider", cli.provider, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = cli.popen("up", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lines: list[str] = []
     selector = selectors.DefaultSelector()
     selector.register(proc.stderr, selectors.EVENT_READ)

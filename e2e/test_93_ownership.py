@@ -75,7 +75,7 @@ def holding_run(flatbed_cli: FlatbedCli, tmp_path_factory: pytest.TempPathFactor
     before = {st.run_id for st in state.list_testbeds()}
     log = (where / "run.log").open("w")
     env = {**flatbed_cli.env, "FLATBED_TEST_SIGNALS": str(where / "signals")}
-    proc = subprocess.Popen(flatbed_cli.pytest_argv("-p", "fixtures.plugin", "-p", "fixtures.guests", "--rootdir",
+    proc = subprocess.Popen(flatbed_cli.pytest_argv("--rootdir",
                                                     str(where), "--destroy=always", "-rA", "test_holding.py"),
                             cwd=where, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:

@@ -18,9 +18,9 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from fixtures.isolation import Baseline
 from flatbed import hostaudit, state
 from flatbed.topology import Topology, load
+from flatbed_fixtures.isolation import Baseline
 
 
 def kept_with_host_libvirt() -> set[str]:

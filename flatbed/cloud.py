@@ -16,8 +16,10 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from flatbed import timings
 from flatbed.checks.identity import expected_id, lowest_free
 from flatbed.errors import FlatbedError
+from flatbed.follow import Stream, follow
 from flatbed.waiters import wait_until
 
 if TYPE_CHECKING:
@@ -32,6 +34,10 @@ DELETE_TIMEOUT = 150  # nova delete -> gone from nova: the compute destroyed the
 # measured over 30 s on loaded TCG VMs.
 RELEASE_TIMEOUT = 90
 DEFAULT_STATE_PATH = "/var/lib/nova"
+# The controller's syslog: nova-api, nova-network and dnsmasq say there when a guest's state changes,
+# so the waits below check again at such a line (and every EVENTLESS_POLL seconds in any case).
+SYSLOG = "/var/log/syslog"
+EVENTLESS_POLL = 2.0
 NO_SUCH_SERVER = "No server with a name or ID of"
 
 
@@ -375,6 +381,7 @@ class Cloud:
         return meta.get("login_user") or LOGIN_USER, meta.get("login_password") or LOGIN_PASSWORD
 
     # actions
+    @timings.timed("guest boot", lambda self, name, **_: f"nova boot {name}")
     def create(self, name: str, *, image: str = "cirros", flavor: str = "1", compute: str | None = None,
                key_name: str | None = None, user_data: str | None = None) -> dict[str, str]:
         """``nova boot``: what it printed (the server in BUILD; its uuid is ``["id"]``).
@@ -397,6 +404,7 @@ class Cloud:
         ledger.record_created(booted_as["id"], derived)
         return booted_as
 
+    @timings.timed("guest boot", lambda self, booted_as, **_: f"{booted_as.get('name')}: BUILD -> ACTIVE")
     def wait_built(self, booted_as: dict[str, str], timeout: float = BUILD_TIMEOUT) -> Guest:
         """Wait until the guest ``nova boot`` printed is ACTIVE; BootFailed when it goes to ERROR or time runs out."""
         uuid, name = booted_as["id"], booted_as.get("name", booted_as["id"])
@@ -407,9 +415,12 @@ class Cloud:
                 raise BootFailed(f"{name}: went to ERROR: {server.get('fault', 'no fault recorded')}", booted_as)
             return server if server.get("status") == "ACTIVE" else None
 
+        instance = re.escape(booted_as.get("OS-EXT-SRV-ATTR:instance_name", uuid))
         try:
-            wait_until(built, timeout=timeout, what=f"{name}: status ACTIVE",
-                       describe=lambda: f"status {self.show(uuid).get('status')}")
+            with self.events(timeout) as log:
+                wait_until(built, timeout=timeout, what=f"{name}: status ACTIVE", interval=EVENTLESS_POLL,
+                           wake=log.waker(rf"Instance {instance} (is ACTIVE|failed to build)"),
+                           describe=lambda: f"status {self.show(uuid).get('status')}")
         except BootFailed:
             self._failed(uuid)
             raise
@@ -440,6 +451,7 @@ class Cloud:
         the caller to see or delete: BootFailed names it."""
         return self.wait_built(self.create(name, **options))
 
+    @timings.timed("guest delete", lambda self, ref, **_: ref)
     def delete(self, ref: str, *, missing_ok: bool = False) -> Guest | None:
         """``nova delete``, then wait until nova no longer has the guest and its address is back in the pool.
 
@@ -453,8 +465,12 @@ class Cloud:
             if missing_ok:
                 return None
             raise
-        self.nova("delete", guest.uuid)
+        with self.events(DELETE_TIMEOUT + RELEASE_TIMEOUT) as log:
+            self.nova("delete", guest.uuid)
+            self._wait_deleted(guest, log)
+        return guest
 
+    def _wait_deleted(self, guest: Guest, log: Stream) -> None:
         def gone() -> bool:
             try:
                 server = self.show(guest.uuid)
@@ -464,16 +480,26 @@ class Cloud:
                 raise FlatbedError(f"{guest.name}: delete failed: {server.get('fault', 'no fault recorded')}")
             return False
 
-        wait_until(gone, timeout=DELETE_TIMEOUT, interval=0.5, what=f"{guest.name} ({guest.uuid}) gone from nova")
+        wait_until(gone, timeout=DELETE_TIMEOUT, interval=EVENTLESS_POLL,
+                   what=f"{guest.name} ({guest.uuid}) gone from nova",
+                   wake=log.waker(rf"Instance {re.escape(guest.instance_name)} deleted"))
         released = bool(guest.ip and self.releases_on_delete and guest.lease == "leased")
         if released:
-            self.wait_released(guest.ip)
+            self.wait_released(guest.ip, log=log)
         if self.testbed in _LEDGERS:
             _LEDGERS[self.testbed].record_deleted(guest.uuid, guest.ip, released)
-        return guest
 
-    def wait_released(self, address: str, timeout: float = RELEASE_TIMEOUT) -> None:
-        """Wait until ``address`` is free again: disassociated in the DB and gone from the hostsfile."""
+    def events(self, lasting: float) -> Stream:
+        """The controller's syslog from now on, for a wait of at most ``lasting`` seconds."""
+        return follow(self.controller, SYSLOG, from_start=False, lasting=lasting + 10)
+
+    def wait_released(self, address: str, timeout: float = RELEASE_TIMEOUT, log: Stream | None = None) -> None:
+        """Wait until ``address`` is free again: disassociated in the DB and gone from the hostsfile
+        (``log``: the controller's syslog already followed since before the delete)."""
+        if log is None:
+            with self.events(timeout) as log:
+                return self.wait_released(address, timeout, log)
+
         def released() -> bool:
             row = self.fixed_ip(address)
             return row is not None and row.in_pool and address not in self.hostsfile()
@@ -481,4 +507,9 @@ class Cloud:
         def describe() -> str:
             return f"fixed IP row {self.fixed_ip(address)}; in hostsfile: {address in self.hostsfile()}"
 
-        wait_until(released, timeout=timeout, interval=0.5, what=f"{address} back in the pool", describe=describe)
+        # Its steps in syslog: dnsmasq reads the hostsfile nova-network rewrote without the address, then
+        # logs the DHCPRELEASE of dhcp_release; the disassociation that follows (nova-dhcpbridge's `del`)
+        # logs nothing at INFO, hence the short interval after them.
+        hostsfile, ip = re.escape(self.hostsfile_path), re.escape(address)
+        wait_until(released, timeout=timeout, interval=0.5, what=f"{address} back in the pool", describe=describe,
+                   wake=log.waker(rf"dnsmasq-dhcp\[\d+\]: (read {hostsfile}$|DHCPRELEASE\(\S+\) {ip} )"))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flatbed import ownership, providers, provisioning, state
+from flatbed import ownership, providers, provisioning, state, timings
 from flatbed.errors import FlatbedError
 from flatbed.images.base import BaseImage, ensure_base
 from flatbed.images.guest import GuestImage, check_disk_image, ensure_guest
@@ -52,6 +52,7 @@ class Testbed:
         return self.state.dir
 
     @classmethod
+    @timings.timed("bring-up", lambda cls, topo, provider_name="auto", **_: f"{topo.name} on {provider_name}")
     def up(cls, topo: Topology, provider_name: str = "auto", *, mirror: str | None = None,
            cirros_image: Path | None = None, cirros_password: str | None = None, keep_on_failure: bool = False,
            progress: Callable[[str], None] = default_progress,
@@ -152,6 +153,7 @@ class Testbed:
         """Whether someone else removed (or is removing) this testbed while this process used it."""
         return not self.removing and ownership.taken_away(self.state)
 
+    @timings.timed("teardown", lambda self: self.run_id)
     def down(self) -> list[str]:
         """Remove everything of this testbed; raise if anything is left behind.
 

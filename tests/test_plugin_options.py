@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.plugin import Options
 from flatbed.testbed import Testbed
 from flatbed.topology import DEFAULT_TOPOLOGY
 from flatbed.topology import load as load_topology
+from flatbed_fixtures.plugin import Options
 
 
 def test_cirros_image_and_password_reach_the_guest_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -42,7 +42,11 @@ class StandIn(Testbed):
 
 
 def up(topo, provider, **kwargs):
-    EVENTS.open("a").write(f"up {{topo.name}}\\n")
+    import threading
+    where = "" if threading.current_thread() is threading.main_thread() else " beside the session"
+    EVENTS.open("a").write(f"up {{topo.name}}{{where}}\\n")
+    if "BROKEN" in EVENTS.read_text():
+        raise RuntimeError("bring-up failed")
     return StandIn(topo)
 
 
@@ -118,3 +122,51 @@ def test_reuse_skips_the_module(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--reuse", "-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*brings up a testbed of its own (no-same-net.toml); not run with --reuse*"])
+
+
+STARTER = """
+
+def pytest_collection_finish(session):
+    from flatbed_fixtures.variants import start_testbed
+    if session.config.getoption("start"):
+        start_testbed(session.config, Path(__import__("test_variant").VARIANT))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--start", action="store_true")
+"""
+
+
+def run_started(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, list[str]]:
+    pytester.makeconftest(CONFTEST + STARTER)
+    pytester.makepyfile(test_variant=MODULE.replace("FAIL", "False"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--artifacts", str(pytester.path / "art"),
+                                           "--start", *args)
+    events = (pytester.path / "events.txt").read_text().splitlines() if (pytester.path / "events.txt").exists() else []
+    return result, events
+
+
+def test_a_testbed_started_beside_the_session_is_the_one_the_module_takes(pytester: pytest.Pytester) -> None:
+    result, events = run_started(pytester, "--provider", "nspawn", "--destroy=passing")
+    result.assert_outcomes(passed=2)
+    assert events == ["up flatdhcp-no-same-net beside the session", "guests deleted: False", "down"]
+
+
+def test_one_no_module_took_is_removed_at_the_end(pytester: pytest.Pytester) -> None:
+    result, events = run_started(pytester, "--provider", "nspawn", "--destroy=passing", "-k", "no_such_test")
+    result.assert_outcomes(deselected=2)
+    assert events == ["up flatdhcp-no-same-net beside the session", "down"]
+
+
+def test_a_failed_bring_up_beside_the_session_fails_the_module(pytester: pytest.Pytester) -> None:
+    (pytester.path / "events.txt").write_text("BROKEN\n")
+    result, events = run_started(pytester, "--provider", "nspawn")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*RuntimeError: bring-up failed*"])
+    assert events == ["BROKEN", "up flatdhcp-no-same-net beside the session"]
+
+
+def test_vms_come_up_one_testbed_at_a_time(pytester: pytest.Pytester) -> None:
+    result, events = run_started(pytester, "--provider", "vagrant", "--destroy=passing")
+    result.assert_outcomes(passed=2)
+    assert events == ["up flatdhcp-no-same-net", "guests deleted: False", "down"]

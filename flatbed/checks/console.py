@@ -12,16 +12,20 @@ document's wording (``expect.console_network``/``console_metadata``, for the 0.3
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from flatbed.checks import cirros
 from flatbed.checks.identity import identity_of, rule_address
 from flatbed.checks.timeouts import CLOUD_FINAL_TIMEOUT, LEASE_TIMEOUT, SSH_TIMEOUT
 from flatbed.cloud import Guest
 from flatbed.errors import FlatbedError
-from flatbed.waiters import wait_until
+from flatbed.follow import follow
 
 # The generation the document's console shows (cirros 0.3.0; flatbed's guest is one).
 DOCUMENT_GENERATION = cirros.GENERATIONS[0].name
+
+T = TypeVar("T")
 
 
 def console(guest: Guest) -> str:
@@ -33,29 +37,35 @@ def tail(guest: Guest, lines: int = 15) -> str:
     return "console tail:\n" + "\n".join(console(guest).splitlines()[-lines:])
 
 
-def wait_for_console(guest: Guest, pattern: str, *, timeout: float, what: str) -> re.Match[str]:
-    """Wait until the console log matches ``pattern``; the timeout shows the console's tail."""
-    regex = re.compile(pattern)
-    return wait_until(lambda: regex.search(console(guest)), timeout=timeout, interval=0.5,
-                      what=f"{guest.name}: {what}", describe=lambda: tail(guest))
+def wait_on_console(guest: Guest, check: Callable[[str], T | None], *, timeout: float, what: str,
+                    since: int = 0) -> T:
+    """Until ``check(console text)`` returns something, following the console as qemu writes it
+    (``tail -F`` on the compute, :mod:`flatbed.follow`): checked again whenever new text arrives,
+    nothing read twice. ``since``: only the text from that offset on (a boot after a reset)."""
+    with follow(guest.node, guest.console_log, lasting=timeout + 10) as log:
+        return log.until(check, timeout=timeout, what=f"{guest.name}: {what}", start=since)
+
+
+def wait_for_console(guest: Guest, pattern: str, *, timeout: float, what: str, since: int = 0) -> re.Match[str]:
+    """Wait until the console log matches ``pattern`` (a multi-line regex); the timeout shows the
+    console's tail."""
+    return wait_on_console(guest, re.compile(pattern).search, timeout=timeout, what=what, since=since)
 
 
 def wait_for_lease(guest: Guest) -> tuple[str, int, str]:
     """Until the console shows a DHCP lease of the guest's address, in any cirros generation's
     words: (address, lease seconds, the line)."""
-    def leased() -> tuple[str, int, str] | None:
-        return next((lease for lease in cirros.leases(console(guest)) if lease[0] == guest.ip), None)
+    def leased(text: str) -> tuple[str, int, str] | None:
+        return next((lease for lease in cirros.leases(text) if lease[0] == guest.ip), None)
 
-    return wait_until(leased, timeout=LEASE_TIMEOUT, interval=0.5,
-                      what=f"{guest.name}: the DHCP lease of {guest.ip} on the console", describe=lambda: tail(guest))
+    return wait_on_console(guest, leased, timeout=LEASE_TIMEOUT, what=f"the DHCP lease of {guest.ip} on the console")
 
 
 def wait_for_sshd(guest: Guest) -> int:
     """Until the console shows the host keys its sshd generated on first boot (cirros 0.3's dropbear
     line or 0.3.5+'s host key block, after the metadata checks): how many."""
-    return wait_until(lambda: cirros.host_keys(console(guest)), timeout=SSH_TIMEOUT, interval=0.5,
-                      what=f"{guest.name}: sshd's host keys generated on the console (they follow cloud-setup)",
-                      describe=lambda: tail(guest))
+    return wait_on_console(guest, cirros.host_keys, timeout=SSH_TIMEOUT,
+                           what="sshd's host keys generated on the console (they follow cloud-setup)")
 
 
 def expected_facts(guest: Guest) -> cirros.Expected:
@@ -72,18 +82,17 @@ def wait_for_facts(guest: Guest, expected: cirros.Expected | None = None,
     it reports (its generation's words), each as expected; AssertionError on the first wrong one."""
     expected = expected or expected_facts(guest)
 
-    def facts() -> cirros.Facts | None:
-        result = cirros.check_console(console(guest), expected)
+    def facts(text: str) -> cirros.Facts | None:
+        result = cirros.check_console(text, expected)
         if isinstance(result, cirros.Mismatch) and result.final:
             raise AssertionError(f"{guest.name}: {result}\n{tail(guest, 25)}")
         return result if isinstance(result, cirros.Facts) else None
 
     try:
-        return wait_until(facts, timeout=timeout, interval=1,
-                          what=f"{guest.name}: the lease, metadata and instance-id lines of its cirros generation",
-                          describe=lambda: str(cirros.check_console(console(guest), expected)))
+        return wait_on_console(guest, facts, timeout=timeout,
+                               what="the lease, metadata and instance-id lines of its cirros generation")
     except FlatbedError as e:
-        raise AssertionError(f"{e}\n{tail(guest, 25)}") from None
+        raise AssertionError(f"{e}\n{cirros.check_console(console(guest), expected)}") from None
 
 
 def not_the_documents_wording(guest: Guest) -> str | None:

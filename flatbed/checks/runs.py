@@ -16,20 +16,33 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from flatbed import timings
 from flatbed.checks.timeouts import RUN_TIMEOUT
 from flatbed.waiters import wait_until
 
 REPO = Path(__file__).resolve().parents[2]  # this checkout: what the subprocesses run
 
 
-@dataclass
+@dataclass(frozen=True)
 class FlatbedCli:
-    """``flatbed`` and ``pytest`` of this checkout, with the session's provider and state root."""
+    """``flatbed`` and ``pytest`` of this checkout, with the session's options and state root.
+
+    Every command gets the session's topology (``flatbed --topology``, ``pytest --topology``) and
+    provider; ``flatbed up`` and every inner pytest also get ``testbed_args``, the other options
+    that shape a testbed (``--mirror``, ``--cirros-image``, ``--libvirt-uri``: spelled alike by
+    both), and an inner pytest ``session_args`` (``--destroy``, ``--artifacts``). Arguments a test
+    gives come after them and win (``--topology OTHER``, ``--destroy=passing``).
+    fixtures/cli.py builds one from the session's options.
+    """
 
     provider: str
+    topology: Path | None = None
+    testbed_args: tuple[str, ...] = ()
+    session_args: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -37,7 +50,11 @@ class FlatbedCli:
         return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "flatbed.cli", *args]
+        """``flatbed ARGS``: the topology before the verb; ``up`` gets the provider and testbed options."""
+        topology = ["--topology", str(self.topology)] if self.topology else []
+        if args[:1] == ("up",):
+            args = ("up", "--provider", self.provider, *self.testbed_args, *args[1:])
+        return [sys.executable, "-m", "flatbed.cli", *topology, *args]
 
     def run(self, *args: str, input: str | None = None, timeout: float = RUN_TIMEOUT,
             check: bool = True) -> subprocess.CompletedProcess:
@@ -63,8 +80,11 @@ class FlatbedCli:
                                 **kwargs)
 
     def pytest_argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--provider", self.provider, *args]
+        topology = ["--topology", str(self.topology)] if self.topology else []
+        return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--provider", self.provider, *topology,
+                *self.testbed_args, *self.session_args, *args]
 
+    @timings.timed("inner run", lambda self, *args, **_: "pytest " + " ".join(args))
     def pytest(self, *args: str, cwd: Path = REPO, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run(self.pytest_argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env,
                               cwd=cwd, stdin=subprocess.DEVNULL)
@@ -85,6 +105,7 @@ class BackgroundRun:
     proc: subprocess.Popen
     log: Path
 
+    @timings.timed("inner run", lambda self, **_: "joining " + " ".join(map(str, self.proc.args[2:])))
     def result(self, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
         """Wait for it (named timeout RUN_TIMEOUT): exit status and output."""
         try:
@@ -155,7 +176,6 @@ class CaseOutcome:
 
 def junit_outcomes(path: Path) -> list[CaseOutcome]:
     """Every test case of a JUnit XML report (pytest's ``--junitxml``), in order."""
-    import xml.etree.ElementTree as ET
 
     cases = []
     for case in ET.parse(path).iter("testcase"):

@@ -6,6 +6,7 @@ trustworthy mirror (users commonly point them at an apt cache); nothing is hard-
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -16,6 +17,9 @@ from pathlib import Path
 SOURCES_LIST = Path("/etc/apt/sources.list")
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 LISTS_DIR = Path("/var/lib/apt/lists")
+# What apt-cache's answers depend on: the package lists, sources, pinning, configuration and what is installed.
+APT_STATE = (LISTS_DIR, SOURCES_LIST, SOURCES_DIR, Path("/etc/apt/preferences"), Path("/etc/apt/preferences.d"),
+             Path("/etc/apt/apt.conf.d"), Path("/var/lib/dpkg/status"))
 
 
 class AptError(RuntimeError):
@@ -201,13 +205,47 @@ def ensure_lists(run_update: bool = True) -> None:
     subprocess.run(["apt-get", "update", "-qq"], check=True)
 
 
+def apt_state(paths: Sequence[Path] | None = None) -> str:
+    """A digest of the files apt-cache reads (name, size, mtime; directories one level deep):
+    the same digest, the same answers."""
+    entries = []
+    for path in APT_STATE if paths is None else paths:
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            try:
+                info = file.stat()
+            except FileNotFoundError:
+                continue
+            entries.append(f"{file}\0{info.st_size}\0{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def apt_cache(args: Sequence[str]) -> str:
+    """``apt-cache ARGS``'s output, remembered in the image cache per :func:`apt_state`: every
+    bring-up and ``--reuse`` asks the same questions (seconds of apt-cache each time), and the
+    answers change only when apt's files do."""
+    from flatbed.images.cache import cache_dir
+
+    ensure_lists()
+    key = hashlib.sha256("\0".join([apt_state(), *args]).encode()).hexdigest()
+    answers = cache_dir() / ".apt-answers"
+    remembered = answers / key
+    if remembered.is_file():
+        return remembered.read_text()
+    text = subprocess.run(["apt-cache", *args], check=True, capture_output=True, text=True).stdout
+    try:
+        answers.mkdir(parents=True, exist_ok=True)
+        partial = answers / f".{key}.{os.getpid()}"
+        partial.write_text(text)
+        partial.replace(remembered)  # whole or not at all, whoever else writes it
+    except OSError:
+        pass  # a read-only cache only costs the next run the same seconds
+    return text
+
+
 def policy(packages: Sequence[str]) -> dict[str, PolicyEntry]:
     """Run ``apt-cache policy`` for ``packages`` and parse it."""
-    ensure_lists()
-    text = subprocess.run(
-        ["apt-cache", "policy", *packages], check=True, capture_output=True, text=True
-    ).stdout
-    return parse_policy(text)
+    return parse_policy(apt_cache(["policy", *packages]))
 
 
 def resolve_suite_versions(packages: Sequence[str], suite: str, mirror: str) -> dict[str, str]:
@@ -247,13 +285,8 @@ def candidate_depends(packages: Sequence[str], recurse: bool = False) -> dict[st
     With ``recurse`` the answer also covers everything reachable (one ``apt-cache`` run: each
     run costs about half a second here).
     """
-    ensure_lists()
-    text = subprocess.run(
-        ["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
-         "--no-breaks", "--no-replaces", "--no-enhances", *(["--recurse"] if recurse else []), *packages],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return parse_depends(text)
+    return parse_depends(apt_cache(["depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
+                                    "--no-replaces", "--no-enhances", *(["--recurse"] if recurse else []), *packages]))
 
 
 def closure_of(roots: Sequence[str], depends: dict[str, list[str]]) -> list[str]:
