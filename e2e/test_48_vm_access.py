@@ -24,6 +24,7 @@ from flatbed.checks.timeouts import LEASE_TIMEOUT, RUN_TIMEOUT
 from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
+from flatbed_fixtures.cli import session_cli
 
 STOP_TIMEOUT = 30  # Ctrl-C → the CLI has stopped its ssh and exited
 
@@ -38,8 +39,9 @@ def only_vms(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Non
 
 
 @pytest.fixture(scope="module")
-def cli(testbed: Testbed) -> FlatbedCli:
-    return FlatbedCli(provider="vagrant")
+def cli(pytestconfig: pytest.Config) -> FlatbedCli:
+    """The session's options (not ``flatbed_cli``: these tests use the session's testbed, --reuse too)."""
+    return session_cli(pytestconfig)
 
 
 def test_ssh_node_runs_the_command_on_a_terminal_of_its_own(testbed: Testbed, cli: FlatbedCli) -> None:

@@ -296,7 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def cmd_exec(args: argparse.Namespace) -> int:
     command = args.command
     if not command:
-        raise FlatbedError("exec: no command given (flatbed exec NODE -- CMD ...)")
+        raise UsageError("exec: no command given (flatbed exec NODE -- CMD ...)")
     bed = Testbed.attach(args.testbed)
     # One argument is a shell line (pipes work); several are an argv.
     result = bed.node(args.node).run(command[0] if len(command) == 1 else command, timeout=3600)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flatbed import ownership, providers, provisioning, state, timings
-from flatbed.errors import FlatbedError
+from flatbed.errors import FlatbedError, UsageError
 from flatbed.images.base import BaseImage, ensure_base
 from flatbed.images.guest import GuestImage, check_disk_image, ensure_guest
 from flatbed.node import Node
@@ -74,7 +74,7 @@ class Testbed:
             check_disk_image(cirros_image)
         why = named.bad_options(options) if named else None
         if why:
-            raise FlatbedError(why)
+            raise UsageError(why)
         # Images before `auto` chooses (each is built once and cached): choosing never builds one.
         base = ensure_base(mirror=mirror, progress=_tagged(progress, "images"))
         guest = ensure_guest(progress=_tagged(progress, "images"), cirros_image=cirros_image,
@@ -82,7 +82,7 @@ class Testbed:
         provider_cls = named or providers.auto(guest, progress)
         why = None if named else provider_cls.bad_options(options)
         if why:
-            raise FlatbedError(why)
+            raise UsageError(why)
         st = state.TestbedState(run_id=state.new_run_id(), provider=provider_cls.name,
                                 topology_path=str(topo.path), topology_digest=topo.digest,
                                 images={"base": base.hash, "guest": guest.hash},

@@ -17,7 +17,8 @@ pytest_plugins = ["pytester"]
 
 SESSION = Options(topology_path=Path("/srv/topologies/other.toml"), provider="vagrant", destroy="always",
                   mirror="http://mirror.example/debian", cirros_image=Path("/srv/cirros-0.6.2.img"),
-                  reuse=None, artifacts=Path("/srv/artifacts"), libvirt_uri="qemu:///system")
+                  cirros_password="gocubsgo", reuse=None, artifacts=Path("/srv/artifacts"),
+                  libvirt_uri="qemu:///system", max_bundles=9)
 
 
 def test_every_option_is_passed_through_or_kept_back_with_a_reason() -> None:
@@ -55,8 +56,9 @@ def test_flatbed_up_gets_the_topology_provider_and_testbed_options() -> None:
 
     argv = cli_of(SESSION).argv("up")
     args = build_parser().parse_args(argv[argv.index("flatbed.cli") + 1:])
-    assert (args.topology, args.provider, args.mirror, args.cirros_image, args.libvirt_uri) == (
-        SESSION.topology_path, SESSION.provider, SESSION.mirror, SESSION.cirros_image, SESSION.libvirt_uri)
+    assert (args.topology, args.provider, args.mirror, args.cirros_image, args.cirros_password, args.libvirt_uri) == (
+        SESSION.topology_path, SESSION.provider, SESSION.mirror, SESSION.cirros_image, SESSION.cirros_password,
+        SESSION.libvirt_uri)
 
 
 def test_every_flatbed_call_names_the_sessions_topology() -> None:

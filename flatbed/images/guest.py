@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from flatbed.errors import FlatbedError
+from flatbed.errors import FlatbedError, UsageError
 from flatbed.images import apt
 from flatbed.images.cache import build_cached, overlay
 from flatbed.images.cpio import DeviceNode, archive_tree
@@ -123,14 +123,14 @@ def check_disk_image(cirros_image: Path) -> Path:
     partition table, as cirros ships both); FlatbedError (one line) otherwise."""
     path = Path(cirros_image).resolve()
     if not path.is_file():
-        raise FlatbedError(f"--cirros-image {cirros_image}: no such file")
+        raise UsageError(f"--cirros-image {cirros_image}: no such file")
     try:
         with open(path, "rb") as image:
             head = image.read(512)
     except OSError as e:
         raise FlatbedError(f"--cirros-image {cirros_image}: cannot read it ({e.strerror})") from None
     if head[:4] != QCOW2_MAGIC and head[510:512] != MBR_SIGNATURE:
-        raise FlatbedError(f"--cirros-image {cirros_image}: not a disk image (neither qcow2 nor a raw disk with a "
+        raise UsageError(f"--cirros-image {cirros_image}: not a disk image (neither qcow2 nor a raw disk with a "
                            f"partition table)")
     return path
 
