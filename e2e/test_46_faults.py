@@ -81,7 +81,7 @@ def dnsmasq_pids(bed: Testbed) -> list[int]:
 
 
 def compute_listing(node: Node, bed: Testbed) -> list[str]:
-    return listings.as_document(listings.iptables(node, "filter"), "iptables", bed.topology)
+    return listings.document_listing(bed, node, "iptables")
 
 
 def syslog_lines(node: Node, needle: str) -> list[str]:
