@@ -303,3 +303,17 @@ def test_no_key_generated_is_no_host_key(name: str) -> None:
     """A dropbear start that generated nothing (``Starting dropbear sshd: OK``) or an empty host key
     block is not a first boot: the sshd waiter keeps waiting, and fails with the console's tail."""
     assert host_keys(console(name, dropbear="", keys="")) is None
+
+
+@pytest.mark.parametrize("name", CONSOLES)
+def test_a_line_still_being_written_is_no_fact(name: str) -> None:
+    """A followed console arrives in chunks: cut after each character, the complete lines never give
+    a wrong fact (a lease time of 12 for 120, an id cut short), only "not yet" or the right one."""
+    from flatbed.checks.console import complete_lines
+
+    text = console(name)
+    for end in range(len(text) + 1):
+        result = check_console(complete_lines(text[:end]), EXPECTED)
+        assert isinstance(result, Facts) or not result.final, (end, str(result))
+        for ip, seconds, _ in leases(complete_lines(text[:end])):
+            assert (ip, seconds) == ("10.0.0.2", 120), end

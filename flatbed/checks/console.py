@@ -46,6 +46,12 @@ def wait_on_console(guest: Guest, check: Callable[[str], T | None], *, timeout: 
         return log.until(check, timeout=timeout, what=f"{guest.name}: {what}", start=since)
 
 
+def complete_lines(text: str) -> str:
+    """The text up to its last newline: a line still being written (``lease time 12`` of ``120``,
+    an ``iid=i-0000`` cut short) is not a fact yet."""
+    return text[:text.rfind("\n") + 1]
+
+
 def wait_for_console(guest: Guest, pattern: str, *, timeout: float, what: str, since: int = 0) -> re.Match[str]:
     """Wait until the console log matches ``pattern`` (a multi-line regex); the timeout shows the
     console's tail."""
@@ -56,7 +62,7 @@ def wait_for_lease(guest: Guest) -> tuple[str, int, str]:
     """Until the console shows a DHCP lease of the guest's address, in any cirros generation's
     words: (address, lease seconds, the line)."""
     def leased(text: str) -> tuple[str, int, str] | None:
-        return next((lease for lease in cirros.leases(text) if lease[0] == guest.ip), None)
+        return next((lease for lease in cirros.leases(complete_lines(text)) if lease[0] == guest.ip), None)
 
     return wait_on_console(guest, leased, timeout=LEASE_TIMEOUT, what=f"the DHCP lease of {guest.ip} on the console")
 
@@ -64,7 +70,7 @@ def wait_for_lease(guest: Guest) -> tuple[str, int, str]:
 def wait_for_sshd(guest: Guest) -> int:
     """Until the console shows the host keys its sshd generated on first boot (cirros 0.3's dropbear
     line or 0.3.5+'s host key block, after the metadata checks): how many."""
-    return wait_on_console(guest, cirros.host_keys, timeout=SSH_TIMEOUT,
+    return wait_on_console(guest, lambda text: cirros.host_keys(complete_lines(text)), timeout=SSH_TIMEOUT,
                            what="sshd's host keys generated on the console (they follow cloud-setup)")
 
 
@@ -83,7 +89,7 @@ def wait_for_facts(guest: Guest, expected: cirros.Expected | None = None,
     expected = expected or expected_facts(guest)
 
     def facts(text: str) -> cirros.Facts | None:
-        result = cirros.check_console(text, expected)
+        result = cirros.check_console(complete_lines(text), expected)
         if isinstance(result, cirros.Mismatch) and result.final:
             raise AssertionError(f"{guest.name}: {result}\n{tail(guest, 25)}")
         return result if isinstance(result, cirros.Facts) else None
