@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,13 @@ from flatbed.errors import FlatbedError, NodeGoneError
 from flatbed.node import Node, SocketLike, node_env
 
 CONNECT_TIMEOUT = 15.0
+# A VM removed under a connection (its namespace and bridge gone) sends no RST: the connection
+# would wait for ever. Keepalives every KEEPALIVE s are unacknowledged data, and the kernel ends the
+# connection once data stays unacknowledged for DEAD_AFTER s; a command also asks every
+# LIVENESS_INTERVAL s whether the VM still runs.
+KEEPALIVE = 10
+DEAD_AFTER = 60
+LIVENESS_INTERVAL = 5.0
 # paramiko logs a refused channel open at ERROR; with no handler configured Python would print
 # it on stderr beside our own one-line error (the CLI configures no logging; pytest still
 # captures it, records propagate).
@@ -70,6 +78,7 @@ _LOCK = threading.Lock()
 
 def _connect(target: SSHTarget) -> paramiko.SSHClient:
     sock = hostnet.connect(target.netns, target.host, target.port, CONNECT_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER * 1000)
     client = paramiko.SSHClient()
     known = Path(target.known_hosts)
     known.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +93,7 @@ def _connect(target: SSHTarget) -> paramiko.SSHClient:
     except BaseException:
         sock.close()
         raise
+    client.get_transport().set_keepalive(KEEPALIVE)
     return client
 
 
@@ -195,10 +205,17 @@ class SSHNode(Node):
                 err.extend(channel.recv_stderr(65536))
 
         deadline = time.monotonic() + timeout
+        next_liveness = time.monotonic() + LIVENESS_INTERVAL
         while not channel.exit_status_ready():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 channel.close()
                 raise FlatbedError(f"{self.name}: `{shlex.join(argv)}` did not finish within {timeout:g} s")
+            if now > next_liveness:
+                next_liveness = now + LIVENESS_INTERVAL
+                if not self.is_running():
+                    channel.close()
+                    raise NodeGoneError(f"{self.name}: the VM stopped running during `{shlex.join(argv)}`")
             if channel.closed or not channel.get_transport().is_active():
                 gone = not self.is_running()
                 raise (NodeGoneError if gone else FlatbedError)(
