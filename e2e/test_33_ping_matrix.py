@@ -42,6 +42,8 @@ from flatbed.node import Node
 from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 
+ARP_ATTEMPTS = 3  # see test_controller_ping_path
+
 pytestmark = pytest.mark.flat_pcap  # a failing ping's bundle gets the flat network's traffic
 
 COUNT = 3  # echoes per ping
@@ -90,11 +92,20 @@ def test_controller_ping_path(controller: Node, a: Guest, topology: Topology) ->
     wait_pingable(controller, address)  # the guest is up; the entry this creates is deleted next
     flat, tap = topology.flat, domains.nics(a.node, identity_of(a).instance_name)[0].tap
     flow = f"(arp or icmp) and host {address}"
-    controller.check(["ip", "neigh", "del", address, "dev", flat.bridge])
-    with capturing(controller, {flat.bridge: (flow, False)}) as on_controller, \
-            capturing(a.node, {name: (flow, False) for name in (flat.interface, flat.bridge, tap)}) as on_compute:
-        ping = ping_node(controller, address, 1)
-    print(ping, *on_controller.values(), *on_compute.values(), sep="\n")
+    gateway = str(topology.flat.gateway)
+    # The guest's own ARP for the gateway (its cache entry expiring) may cross the deleted entry:
+    # the controller then learns the MAC from it and sends no request. The document's exchange is
+    # the controller's, so such an attempt is measured again (at most ARP_ATTEMPTS), never accepted.
+    for attempt in range(1, ARP_ATTEMPTS + 1):
+        controller.check(["ip", "neigh", "del", address, "dev", flat.bridge])
+        with capturing(controller, {flat.bridge: (flow, False)}) as on_controller, \
+                capturing(a.node, {name: (flow, False) for name in (flat.interface, flat.bridge, tap)}) as on_compute:
+            ping = ping_node(controller, address, 1)
+        print(f"attempt {attempt}:", ping, *on_controller.values(), *on_compute.values(), sep="\n")
+        crossed = any(f"ARP, Request who-has {gateway} tell {address}," in line
+                      for line in on_controller[flat.bridge].packets or [])
+        if not crossed:
+            break
     assert ping.answered, ping
     path = expect.ping_path(topology, address, a.mac)
     for where, capture in [(controller.name, on_controller[flat.bridge]),
