@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from flatbed.checks.runs import FlatbedCli, read_until
+from flatbed.checks.runs import REPO, FlatbedCli, read_until
 from flatbed.checks.timeouts import LEASE_TIMEOUT, RUN_TIMEOUT
 from flatbed.cloud import Guest
 from flatbed.testbed import Testbed
@@ -44,12 +44,17 @@ def cli(pytestconfig: pytest.Config) -> FlatbedCli:
     return session_cli(pytestconfig)
 
 
+def as_bytes(cli: FlatbedCli, *args: str) -> subprocess.CompletedProcess:
+    """``flatbed ARGS`` with its output as bytes: text mode would read the pty's CR LF as LF."""
+    return subprocess.run(cli.argv(*args), input=b"", capture_output=True, env=cli.env, cwd=REPO, timeout=RUN_TIMEOUT)
+
+
 def test_ssh_node_runs_the_command_on_a_terminal_of_its_own(testbed: Testbed, cli: FlatbedCli) -> None:
     name = testbed.topology.computes[0].name
-    proc = cli.run("--testbed", testbed.run_id, "ssh", name, "--", "hostname")
-    assert proc.stdout == f"{name}\r\n", repr(proc.stdout)          # the pty's line end; no echo, no NUL
-    proc = cli.run("--testbed", testbed.run_id, "ssh", name, "--", "sh", "-c", "tty; exit 7", check=False)
-    assert proc.returncode == 7 and re.match(r"/dev/pts/\d+\r\n$", proc.stdout), (proc.returncode, proc.stdout)
+    proc = as_bytes(cli, "--testbed", testbed.run_id, "ssh", name, "--", "hostname")
+    assert proc.returncode == 0 and proc.stdout == f"{name}\r\n".encode(), proc   # the pty's line end; no echo, no NUL
+    proc = as_bytes(cli, "--testbed", testbed.run_id, "ssh", name, "--", "sh", "-c", "tty; exit 7")
+    assert proc.returncode == 7 and re.match(rb"/dev/pts/\d+\r\n$", proc.stdout), proc
     # A piped script: `cat` on the node's terminal ends when the script does (Ctrl-D there).
     proc = cli.run("--testbed", testbed.run_id, "ssh", name, "--", "cat", input="one\ntwo\n", timeout=RUN_TIMEOUT)
     words = proc.stdout.split()  # the terminal's echo of each line, and cat's copy

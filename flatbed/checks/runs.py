@@ -8,6 +8,7 @@ and the kept-testbed test itself runs ``pytest e2e/ --reuse``).
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import selectors
@@ -149,20 +150,26 @@ def read_until(proc: subprocess.Popen, pattern: re.Pattern, timeout: float) -> s
     """A process's stdout (``flatbed console``) until ``pattern`` matches or it exits; the timeout
     names what was awaited and what it showed."""
     seen: list[str] = []
+    fd = proc.stdout.fileno()
+    # Chunks straight from the pipe, never readline(): a buffered reader keeps the lines after the
+    # first of a chunk to itself, and the selector, seeing an empty pipe, never wakes for them.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
+    selector.register(fd, selectors.EVENT_READ)
     started = time.monotonic()
 
     def matched() -> bool:
         for _ in selector.select(timeout=0.5):
-            line = proc.stdout.readline()
-            if line:
-                seen.append(line)
+            chunk = os.read(fd, 65536)
+            if chunk:
+                seen.append(decoder.decode(chunk).replace("\r\n", "\n"))
         return bool(pattern.search("".join(seen))) or proc.poll() is not None
 
     wait_until(matched, timeout=timeout, interval=0, what=f"`flatbed console` to show {pattern.pattern}",
                describe=lambda: f"after {time.monotonic() - started:.0f} s it showed: {''.join(seen)[-500:]!r}")
     return "".join(seen)
+
+
 # --- an inner pytest run's outcome, from its JUnit XML (never from its summary line) ----------------
 
 @dataclass(frozen=True)
