@@ -47,8 +47,11 @@ def test_a_peer_that_is_no_sshd_is_an_error_after_the_wait() -> None:
     server = socket.create_server(("127.0.0.1", 0))
 
     def close_each() -> None:
-        for _ in range(2):
-            conn, _addr = server.accept()
+        while True:  # every connection the client makes, until the test closes the server
+            try:
+                conn, _addr = server.accept()
+            except OSError:
+                return
             conn.close()
 
     threading.Thread(target=close_each, daemon=True).start()
