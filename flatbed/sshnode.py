@@ -176,10 +176,12 @@ class SSHNode(Node):
 
     def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
         command = shlex.join([*node_env(), *argv])
+        # A timeout on the channel's opening too: paramiko's default is an hour, and a connection to a
+        # VM removed under it gets no answer (then reconnecting says whether the VM is gone).
         try:
-            channel = self._client().get_transport().open_session()
+            channel = self._client().get_transport().open_session(timeout=CONNECT_TIMEOUT)
         except (paramiko.SSHException, EOFError, OSError):
-            channel = self._client(fresh=True).get_transport().open_session()  # reconnect once
+            channel = self._client(fresh=True).get_transport().open_session(timeout=CONNECT_TIMEOUT)  # reconnect once
         with channel:
             return self._run(channel, command, argv, stdin, timeout)
 
