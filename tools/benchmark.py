@@ -177,11 +177,22 @@ def phase_lines(record: Path) -> list[str]:
     return timings.report(spans, wall, top=3)
 
 
+def testbeds_up(cli: FlatbedCli) -> set[str]:
+    """The run ids of the testbeds in the state root (``flatbed list --json``)."""
+    import json
+
+    return {t["run_id"] for t in json.loads(cli.run("list", "--json").stdout)["testbeds"] if t.get("status") == "up"}
+
+
 def p1(report: Report, cli: FlatbedCli, rounds: int, work: Path) -> None:
     fresh, reuse = "P1 document sections, fresh testbed", "P1 document sections, --reuse"
     for n in range(rounds):
         progress(f"P1 round {n + 1}/{rounds}: {len(DOCUMENT_MODULES)} modules on a fresh testbed")
+        before = testbeds_up(cli)
         wall, rc, out = pytest_run(cli, [*DOCUMENT_MODULES, "--destroy=never", "-q"], work / f"p1-fresh-{n}.json")
+        # --destroy=never keeps the second testbeds too (no-same-net, alt's inner run): ours to remove.
+        for other in testbeds_up(cli) - before - set(re.findall(r"testbed (fb[0-9a-f]{6}) kept", out)):
+            cli.run("--testbed", other, "down", check=False)
         kept = re.search(r"testbed (fb[0-9a-f]{6}) kept", out)
         if rc != 0:
             report.fail(fresh, f"exit {rc}")
