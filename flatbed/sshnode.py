@@ -33,6 +33,9 @@ CONNECT_TIMEOUT = 15.0
 # A VM removed under a connection (its namespace and bridge gone) sends no RST: the connection
 # would wait for ever, so a command asks every LIVENESS_INTERVAL s whether the VM still runs.
 LIVENESS_INTERVAL = 5.0
+# Opening a channel takes well under a second; a loaded TCG VM may take many. paramiko's default
+# is an hour, and a connection to a VM removed under it never answers.
+CHANNEL_TIMEOUT = 60.0
 # paramiko logs a refused channel open at ERROR; with no handler configured Python would print
 # it on stderr beside our own one-line error (the CLI configures no logging; pytest still
 # captures it, records propagate).
@@ -176,12 +179,11 @@ class SSHNode(Node):
 
     def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, bytes, bytes]:
         command = shlex.join([*node_env(), *argv])
-        # A timeout on the channel's opening too: paramiko's default is an hour, and a connection to a
-        # VM removed under it gets no answer (then reconnecting says whether the VM is gone).
+        # Reconnecting after a channel that did not open says whether the VM is gone.
         try:
-            channel = self._client().get_transport().open_session(timeout=CONNECT_TIMEOUT)
+            channel = self._client().get_transport().open_session(timeout=CHANNEL_TIMEOUT)
         except (paramiko.SSHException, EOFError, OSError):
-            channel = self._client(fresh=True).get_transport().open_session(timeout=CONNECT_TIMEOUT)  # reconnect once
+            channel = self._client(fresh=True).get_transport().open_session(timeout=CHANNEL_TIMEOUT)  # reconnect once
         with channel:
             return self._run(channel, command, argv, stdin, timeout)
 
