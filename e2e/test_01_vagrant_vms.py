@@ -18,21 +18,11 @@ from pathlib import Path
 import pytest
 
 from flatbed.providers.vagrant import physical_nics
-from flatbed.testbed import Testbed
 from flatbed.topology import Topology
 
-pytestmark = pytest.mark.vms
+pytestmark = [pytest.mark.vms, pytest.mark.usefixtures("vms_only")]
 
 INSECURE_KEY = Path("/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant.pub")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def only_vagrant(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> None:
-    if pytestconfig.getoption("provider") not in ("vagrant", "auto"):
-        pytest.skip("vagrant provider only (--provider vagrant)")
-    testbed: Testbed = request.getfixturevalue("testbed")  # auto: only once it is known what it picked
-    if testbed.state.provider != "vagrant":
-        pytest.skip("vagrant provider only")
 
 
 @pytest.fixture(scope="module")

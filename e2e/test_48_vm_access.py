@@ -26,16 +26,9 @@ from flatbed.testbed import Testbed
 from flatbed.waiters import wait_until
 from flatbed_fixtures.cli import session_cli
 
+pytestmark = [pytest.mark.vms, pytest.mark.usefixtures("vms_only")]
+
 STOP_TIMEOUT = 30  # Ctrl-C → the CLI has stopped its ssh and exited
-
-
-@pytest.fixture(scope="module", autouse=True)
-def only_vms(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> None:
-    if pytestconfig.getoption("provider") not in ("vagrant", "auto"):
-        pytest.skip("vagrant provider only (--provider vagrant)")
-    testbed: Testbed = request.getfixturevalue("testbed")  # auto: only once it is known what it picked
-    if testbed.state.provider != "vagrant":
-        pytest.skip("vagrant provider only")
 
 
 @pytest.fixture(scope="module")
