@@ -15,8 +15,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from toyprovider.harness import flatbed, toy_testbed
 
-from flatbed import cli, hostnet, ownership, providers, reuse, state
+from flatbed import ownership, reuse, state
 from flatbed.errors import FlatbedError
 from flatbed.testbed import Testbed
 from flatbed.topology import DEFAULT_TOPOLOGY
@@ -24,15 +25,6 @@ from flatbed.topology import load as load_topology
 
 IN_USE = r"testbed {run} is in use by sleep \(pid {pid}\) since \d\d:\d\d; --force to remove it anyway"
 
-
-@pytest.fixture
-def toy(tmp_path, monkeypatch):
-    monkeypatch.setattr(providers, "REGISTRY", {"toy": "toyprovider:ToyProvider"})
-    monkeypatch.setattr(hostnet, "list_namespaces", lambda prefix: [])
-    monkeypatch.setenv("FLATBED_STATE", str(tmp_path / "state"))
-    monkeypatch.setenv("FLATBED_TOY_ROOT", str(tmp_path / "toyhost"))
-    (tmp_path / "toyhost").mkdir()
-    return tmp_path / "toyhost"
 
 
 @pytest.fixture
@@ -42,23 +34,6 @@ def other() -> Iterator[subprocess.Popen]:
     yield proc
     proc.kill()
     proc.wait()
-
-
-def toy_testbed(owner: str = "", status: str = "up") -> state.TestbedState:
-    cls = providers.get("toy")
-    topo = load_topology(DEFAULT_TOPOLOGY)
-    st = state.TestbedState(run_id=state.new_run_id(), provider="toy", topology_path=str(topo.path),
-                            topology_digest=topo.digest, record=cls.Record())
-    cls(topo, st, lambda _m: None).create(None)
-    st.status, st.owner = status, owner
-    st.save()
-    return st
-
-
-def flatbed(capsys, *argv: str) -> tuple[int, str]:
-    rc = cli.main(list(argv))
-    out = capsys.readouterr()
-    return rc, out.out + out.err
 
 
 @pytest.mark.parametrize("verb", [["down"], ["boot", "vm"], ["delete", "vm"]])
@@ -83,7 +58,7 @@ def test_force_removes_it_anyway(toy, capsys, other):
 
 def test_without_testbed_only_unused_ones_are_chosen(toy, capsys, other):
     used = toy_testbed(owner=state.process_identity(other.pid))
-    free = toy_testbed()
+    free = toy_testbed(owner="")
     rc, out = flatbed(capsys, "down")
     assert rc == 0 and f"removed toy machine {toy / (free.run_id + '-controller-1')}" in out
     assert (used.dir / "state.json").exists()
@@ -138,7 +113,7 @@ def test_command_names(monkeypatch, tmp_path, argv, name):
 
 
 def test_take_and_give_back(toy, other):
-    st = toy_testbed()
+    st = toy_testbed(owner="")
     ownership.take(st)
     on_disk = state.TestbedState.load(st.run_id)
     assert on_disk.owner == ownership.me() and on_disk.owner_since > 0
@@ -155,7 +130,7 @@ def test_reuse_chooses_only_among_unused_testbeds(toy, other):
     with pytest.raises(FlatbedError, match=rf"testbed {used.run_id} is in use by sleep \(pid {other.pid}\) since "
                                            r"\d\d:\d\d; wait for that run to end, or bring one up without --reuse"):
         reuse.choose(state.list_testbeds(), None, topo, {})
-    free = toy_testbed()
+    free = toy_testbed(owner="")
     assert reuse.choose(state.list_testbeds(), None, topo, {}).run_id == free.run_id
 
 
@@ -175,7 +150,7 @@ def test_a_testbed_removed_by_someone_else_is_taken_away(toy):
 
 
 def test_state_files_before_owner_since_load(toy):
-    st = toy_testbed()
+    st = toy_testbed(owner="")
     data = {"schema": 2, **{k: v for k, v in state.asdict(st).items() if k != "owner_since"}}
     (st.dir / "state.json").write_text(state.json.dumps(data))
     assert state.TestbedState.load(st.run_id).owner_since == 0.0
@@ -221,7 +196,7 @@ def _wait_removing(st: state.TestbedState, child: subprocess.Popen) -> None:
 
 
 def test_one_interrupt_during_teardown_does_not_cut_it(toy, tmp_path):
-    st = toy_testbed()
+    st = toy_testbed(owner="")
     child = _down_in_child(tmp_path, st)
     _wait_removing(st, child)
     child.send_signal(2)     # SIGINT
@@ -235,7 +210,7 @@ def test_one_interrupt_during_teardown_does_not_cut_it(toy, tmp_path):
 
 
 def test_a_second_interrupt_aborts_and_leaves_it_for_clean(toy, tmp_path, capsys):
-    st = toy_testbed()
+    st = toy_testbed(owner="")
     child = _down_in_child(tmp_path, st)
     _wait_removing(st, child)
     child.send_signal(15)    # SIGTERM counts as an interrupt too

@@ -10,45 +10,12 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
+from toyprovider.harness import flatbed, toy_testbed
 
-from flatbed import cli, hostnet, providers, state
-from flatbed.topology import DEFAULT_TOPOLOGY
-from flatbed.topology import load as load_topology
+from flatbed import providers, state
 
 FLATBED = Path(__file__).resolve().parents[1] / "flatbed"
 
-
-@pytest.fixture
-def toy(tmp_path, monkeypatch) -> Path:
-    """Only the toy provider registered, a state root and a toy host of the test's own; the host's
-    namespaces are not looked at (other testbeds on this host are none of this test's business)."""
-    monkeypatch.setattr(providers, "REGISTRY", {"toy": "toyprovider:ToyProvider"})
-    monkeypatch.setattr(hostnet, "list_namespaces", lambda prefix: [])
-    monkeypatch.setenv("FLATBED_STATE", str(tmp_path / "state"))
-    monkeypatch.setenv("FLATBED_TOY_ROOT", str(tmp_path / "toyhost"))
-    (tmp_path / "toyhost").mkdir()
-    return tmp_path / "toyhost"
-
-
-def toy_testbed(status: str = "up", owner: str | None = None) -> state.TestbedState:
-    """A toy testbed made the way Testbed.up makes one (without images and provisioning)."""
-    cls = providers.get("toy")
-    topo = load_topology(DEFAULT_TOPOLOGY)
-    st = state.TestbedState(run_id=state.new_run_id(), provider="toy", topology_path=str(topo.path),
-                            topology_digest=topo.digest, record=cls.Record())
-    cls(topo, st, lambda _m: None).create(None)
-    st.status = status
-    if owner is not None:
-        st.owner = owner
-    st.save()
-    return st
-
-
-def flatbed(capsys, *argv: str) -> tuple[int, str]:
-    rc = cli.main(list(argv))
-    out = capsys.readouterr()
-    return rc, out.out + out.err
 
 
 def test_list_and_status_show_a_toy_testbed(toy, capsys):
