@@ -148,13 +148,12 @@ class NspawnProvider(Provider):
         for name, record in self.rec.nodes.items():
             if record.cgroup:
                 removed += self._stop_container(name, record)
-            if record.upper and Path(record.upper).exists():
-                shutil.rmtree(record.upper)
-                removed.append(f"overlay {record.upper}")
-        try:
-            naming.overlays(self.state.dir).rmdir()  # the overlays' parent, once they are gone
-        except OSError:
-            pass
+        # The upper dirs, and the overlayfs work dirs (".#<node>…") that nspawn makes beside them
+        # and removes only when it exits by itself: one it did not start cleanly or that was killed
+        # leaves its own. Everything below the overlays' parent is this testbed's.
+        overlays = naming.overlays(self.state.dir)
+        removed += [f"overlay {entry}" for entry in sorted(overlays.iterdir())] if overlays.is_dir() else []
+        remove_tree(overlays)
         for ns in [r.netns for r in self.rec.nodes.values()] + ([self.rec.switch] if self.rec.switch else []):
             if hostnet.exists(ns):
                 hostnet.remove_namespace(ns)
@@ -190,8 +189,8 @@ class NspawnProvider(Provider):
         for record in self.rec.nodes.values():
             if record.launcher and procs.alive(record.launcher):
                 found.append(f"launcher pid {record.launcher}")
-            if record.upper and Path(record.upper).exists():
-                found.append(f"overlay {record.upper}")
+        overlays = naming.overlays(self.state.dir)
+        found += [f"overlay {entry}" for entry in sorted(overlays.iterdir())] if overlays.is_dir() else []
         found += [f"mount {point}" for point in mounts_under(self.state.dir)]
         return found
 
