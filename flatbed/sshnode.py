@@ -214,6 +214,8 @@ class SSHNode(Node):
                     channel.close()
                     raise NodeGoneError(f"{self.name}: the VM stopped running during `{shlex.join(argv)}`")
             if channel.closed or not channel.get_transport().is_active():
+                if channel.exit_status_ready():
+                    break  # it finished between the two checks: sshd sends exit-status before close
                 gone = not self.is_running()
                 raise (NodeGoneError if gone else FlatbedError)(
                     f"{self.name}: the SSH connection dropped during `{shlex.join(argv)}`"
