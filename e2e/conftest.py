@@ -32,7 +32,9 @@ def guest_pair(testbed: Testbed) -> Iterator[list[Guest]]:
         booted.delete_all()
 
 
-# Under pytest-xdist (--dist loadgroup) modules go to workers whole; these run together on one
+# Under pytest-xdist (--dist loadgroup) every test carries an xdist_group, so that modules go to
+# workers whole (loadgroup hands out an unmarked test on its own: a module's ordered tests would be
+# spread over workers). Its module is a test's group, except for these, which run together on one
 # worker. "document": the sections walked from a fresh testbed in file order (instance ids,
 # addresses and the hostsfile move on with every guest), handed out first so that they meet their
 # worker's testbed fresh. "guest-pair": the modules sharing the session's two guests.
@@ -43,16 +45,14 @@ XDIST_GROUPS = {
 FIRST = "document"
 
 
-def xdist_group(item: pytest.Item) -> str | None:
+def xdist_group(item: pytest.Item) -> str:
     name = item.path.name
-    return next((group for group, prefixes in XDIST_GROUPS.items() if name.startswith(prefixes)), None)
+    return next((group for group, prefixes in XDIST_GROUPS.items() if name.startswith(prefixes)), item.path.stem)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        group = xdist_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     if hasattr(config, "workerinput"):  # the scheduler hands work out in collection order
         items.sort(key=lambda item: xdist_group(item) != FIRST)
 
