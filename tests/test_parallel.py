@@ -4,6 +4,7 @@ workers' summaries and failing on a worker's as-found verdict; and the document'
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -82,3 +83,35 @@ def test_document_modules_are_one_group_handed_out_first():
     # A module of no group is its own: loadgroup hands an unmarked test out alone, which would
     # spread a module's ordered tests (stop nova-api, boot, start it) over the workers.
     assert groups["test_40_no_same_net"] == ["test_40_no_same_net"]
+
+
+def test_the_controller_finishes_the_teardown_of_testbeds_its_stopped_workers_left():
+    """xdist kills workers 10 s after an interrupted controller asked them to stop: what their
+    testbeds become is decided as their own teardown would have (no nodes: decisions only)."""
+    from flatbed import state
+
+    dead_worker, live_worker, stranger = "999999999:1", state.process_identity(os.getpid()), "999999998:1"
+
+    def bed(run: str, owner: str, status: str = "up") -> state.TestbedState:
+        return state.TestbedState(run_id=run, provider="nspawn", topology_path="t.toml", topology_digest="d",
+                                  status=status, owner=owner)
+
+    beds = [bed("fb0000a1", dead_worker), bed("fb0000a2", dead_worker, "removing"),
+            bed("fb0000a3", dead_worker, "creating"), bed("fb0000a4", live_worker), bed("fb0000a5", stranger)]
+    workers = {dead_worker, live_worker}
+    assert [(st.run_id, action) for st, action in parallel.left_by_workers(beds, workers, destroy=True)] == [
+        ("fb0000a1", "remove"), ("fb0000a2", "remove"), ("fb0000a3", "remove")]
+    # --destroy=passing/never keeps an interrupted run's testbed that is up; a half-made one goes.
+    assert [(st.run_id, action) for st, action in parallel.left_by_workers(beds, workers, destroy=False)] == [
+        ("fb0000a1", "keep"), ("fb0000a2", "remove"), ("fb0000a3", "remove")]
+
+
+def test_children_of_lists_this_process_children():
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "5"])
+    try:
+        assert proc.pid in parallel.children_of(os.getpid())
+    finally:
+        proc.kill()
+        proc.wait()
