@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from flatbed.checks.console import wait_for_lease, wait_for_sshd
 from flatbed.cloud import Guest
@@ -32,12 +33,14 @@ def guest_pair(testbed: Testbed) -> Iterator[list[Guest]]:
         booted.delete_all()
 
 
-# Under pytest-xdist (--dist loadgroup) every test carries an xdist_group, so that modules go to
-# workers whole (loadgroup hands out an unmarked test on its own: a module's ordered tests would be
-# spread over workers). Its module is a test's group, except for these, which run together on one
-# worker. "document": the sections walked from a fresh testbed in file order (instance ids,
-# addresses and the hostsfile move on with every guest), handed out first so that they meet their
-# worker's testbed fresh. "guest-pair": the modules sharing the session's two guests.
+# Under pytest-xdist (--dist loadgroup, the default in pyproject.toml) modules go to workers whole,
+# and these groups of modules go together to one worker. "document": the sections walked from a
+# fresh testbed in file order (instance ids, addresses and the hostsfile move on with every guest),
+# handed out first so that they meet their worker's testbed fresh. "guest-pair": the modules
+# sharing the session's two guests. xdist's own loadgroup cannot do it: it hands an unmarked test
+# out on its own (a module's ordered tests would be spread over the workers), and with pytest 9 it
+# sees no xdist_group mark at all (it renames items through ``item._nodeid``, which pytest 9 no
+# longer reads); so the run's scheduler is xdist's loadscope with these groups as its scopes.
 XDIST_GROUPS = {
     "document": ("test_21_", "test_22_", "test_23_", "test_24_", "test_25_"),
     "guest-pair": ("test_26_", "test_33_"),
@@ -45,16 +48,27 @@ XDIST_GROUPS = {
 FIRST = "document"
 
 
-def xdist_group(item: pytest.Item) -> str:
-    name = item.path.name
-    return next((group for group, prefixes in XDIST_GROUPS.items() if name.startswith(prefixes)), item.path.stem)
+def group_of(module: str) -> str:
+    """The work unit of a module (its path): its named group, else the module itself."""
+    name = module.rsplit("/", 1)[-1]
+    return next((group for group, prefixes in XDIST_GROUPS.items() if name.startswith(prefixes)), module)
+
+
+class ModuleGroupScheduling(LoadScopeScheduling):
+    """xdist's loadscope (whole scopes per worker, in collection order), scopes being module groups."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return group_of(nodeid.split("::", 1)[0])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:  # noqa: ANN001
+    return ModuleGroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     if hasattr(config, "workerinput"):  # the scheduler hands work out in collection order
-        items.sort(key=lambda item: xdist_group(item) != FIRST)
+        items.sort(key=lambda item: group_of(item.nodeid.split("::", 1)[0]) != FIRST)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

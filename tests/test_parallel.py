@@ -64,25 +64,28 @@ def test_a_worker_hands_its_summary_to_the_controller():
 
 def test_document_modules_are_one_group_handed_out_first():
     """Collection order in a worker puts the ordered group first; outside xdist it is file order;
-    every other module is a group of its own."""
+    every other module is a work unit of its own, and a module is never split."""
     spec = importlib.util.spec_from_file_location("e2e_conftest", Path(__file__).parents[1] / "e2e" / "conftest.py")
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
-    items = [SimpleNamespace(path=Path(f"e2e/{name}.py"), markers=[])
+    items = [SimpleNamespace(nodeid=f"e2e/{name}.py::test_x")
              for name in ("test_01_vagrant_vms", "test_21_controller_before_boot", "test_26_guest_view",
                           "test_23_boot", "test_40_no_same_net")]
-    for item in items:
-        item.add_marker = item.markers.append
-    worker = SimpleNamespace(workerinput={"workerid": "gw0"})
-    conftest.pytest_collection_modifyitems(worker, items)
-    assert [i.path.stem for i in items] == ["test_21_controller_before_boot", "test_23_boot", "test_01_vagrant_vms",
-                                           "test_26_guest_view", "test_40_no_same_net"]
-    groups = {i.path.stem: [m.args[0] for m in i.markers] for i in items}
-    assert groups["test_21_controller_before_boot"] == groups["test_23_boot"] == ["document"]
-    assert groups["test_26_guest_view"] == ["guest-pair"]
-    # A module of no group is its own: loadgroup hands an unmarked test out alone, which would
-    # spread a module's ordered tests (stop nova-api, boot, start it) over the workers.
-    assert groups["test_40_no_same_net"] == ["test_40_no_same_net"]
+    conftest.pytest_collection_modifyitems(SimpleNamespace(workerinput={"workerid": "gw0"}), items)
+    assert [i.nodeid.split("::")[0] for i in items] == [
+        "e2e/test_21_controller_before_boot.py", "e2e/test_23_boot.py", "e2e/test_01_vagrant_vms.py",
+        "e2e/test_26_guest_view.py", "e2e/test_40_no_same_net.py"]
+    scope = conftest.ModuleGroupScheduling._split_scope
+    assert scope(None, "e2e/test_21_controller_before_boot.py::test_ip_a") == \
+        scope(None, "e2e/test_25_compute_after_boot.py::test_brctl_show") == "document"
+    assert scope(None, "e2e/test_33_ping_matrix.py::test_controller_ping_path") == "guest-pair"
+    # A module of no group is one unit: xdist's loadgroup would hand each of its tests out alone,
+    # spreading its ordered tests (stop nova-api, boot, start it) over the workers.
+    assert scope(None, "e2e/test_41_metadata_down.py::test_nova_api_stopped_refuses_metadata") == \
+        scope(None, "e2e/test_41_metadata_down.py::test_a_new_guest_gets_metadata_at_the_first_try") == \
+        "e2e/test_41_metadata_down.py"
+    # Another --dist (each, for remote gateways) is xdist's own.
+    assert conftest.pytest_xdist_make_scheduler(SimpleNamespace(getvalue={"dist": "each"}.get), None) is None
 
 
 def test_the_controller_finishes_the_teardown_of_testbeds_its_stopped_workers_left():
