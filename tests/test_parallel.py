@@ -99,14 +99,17 @@ def test_the_controller_finishes_the_teardown_of_testbeds_its_stopped_workers_le
         return state.TestbedState(run_id=run, provider="nspawn", topology_path="t.toml", topology_digest="d",
                                   status=status, owner=owner)
 
+    reused = bed("fb0000a6", dead_worker)
+    reused.kept = True  # a kept testbed the worker took with --reuse=ID1,ID2
     beds = [bed("fb0000a1", dead_worker), bed("fb0000a2", dead_worker, "removing"),
-            bed("fb0000a3", dead_worker, "creating"), bed("fb0000a4", live_worker), bed("fb0000a5", stranger)]
+            bed("fb0000a3", dead_worker, "creating"), bed("fb0000a4", live_worker), bed("fb0000a5", stranger),
+            reused]
     workers = {dead_worker, live_worker}
     assert [(st.run_id, action) for st, action in parallel.left_by_workers(beds, workers, destroy=True)] == [
-        ("fb0000a1", "remove"), ("fb0000a2", "remove"), ("fb0000a3", "remove")]
+        ("fb0000a1", "remove"), ("fb0000a2", "remove"), ("fb0000a3", "remove"), ("fb0000a6", "keep")]
     # --destroy=passing/never keeps an interrupted run's testbed that is up; a half-made one goes.
     assert [(st.run_id, action) for st, action in parallel.left_by_workers(beds, workers, destroy=False)] == [
-        ("fb0000a1", "keep"), ("fb0000a2", "remove"), ("fb0000a3", "remove")]
+        ("fb0000a1", "keep"), ("fb0000a2", "remove"), ("fb0000a3", "remove"), ("fb0000a6", "keep")]
 
 
 def test_children_of_lists_this_process_children():
