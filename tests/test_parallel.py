@@ -110,14 +110,3 @@ def test_the_controller_finishes_the_teardown_of_testbeds_its_stopped_workers_le
     # --destroy=passing/never keeps an interrupted run's testbed that is up; a half-made one goes.
     assert [(st.run_id, action) for st, action in parallel.left_by_workers(beds, workers, destroy=False)] == [
         ("fb0000a1", "keep"), ("fb0000a2", "remove"), ("fb0000a3", "remove"), ("fb0000a6", "keep")]
-
-
-def test_children_of_lists_this_process_children():
-    import subprocess
-
-    proc = subprocess.Popen(["sleep", "5"])
-    try:
-        assert proc.pid in parallel.children_of(os.getpid())
-    finally:
-        proc.kill()
-        proc.wait()

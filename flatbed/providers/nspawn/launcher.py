@@ -72,11 +72,3 @@ def find_leader(netns: str) -> int | None:
                 if len(ids) > 1 and ids[-1] == "1":
                     return pid
     return None
-
-
-def children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]

@@ -16,7 +16,7 @@ from flatbed.images.cache import remove_tree
 from flatbed.mounts import mounts_under
 from flatbed.providers.base import Provider
 from flatbed.providers.nspawn import cgroups, naming
-from flatbed.providers.nspawn.launcher import children, find_leader, launch, nspawn_argv
+from flatbed.providers.nspawn.launcher import find_leader, launch, nspawn_argv
 from flatbed.providers.nspawn.node import NspawnNode
 from flatbed.providers.nspawn.record import NspawnNodeRecord, NspawnRecord
 from flatbed.waiters import wait_until
@@ -166,7 +166,7 @@ class NspawnProvider(Provider):
         if record.launcher and procs.alive(record.launcher):
             # SIGTERM makes nspawn power the container off cleanly (libvirt stops its guests).
             leader = find_leader(record.netns)
-            for pid in children(record.launcher):
+            for pid in procs.children(record.launcher):
                 procs.send(pid, signal.SIGTERM)
             try:
                 wait_until(lambda: not procs.alive(record.launcher), timeout=30, what=f"{name}: container power-off")
