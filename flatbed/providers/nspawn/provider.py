@@ -148,12 +148,9 @@ class NspawnProvider(Provider):
         for name, record in self.rec.nodes.items():
             if record.cgroup:
                 removed += self._stop_container(name, record)
-        # The upper dirs, and the overlayfs work dirs (".#<node>…") that nspawn makes beside them
-        # and removes only when it exits by itself: one it did not start cleanly or that was killed
-        # leaves its own. Everything below the overlays' parent is this testbed's.
-        overlays = naming.overlays(self.state.dir)
-        removed += [f"overlay {entry}" for entry in sorted(overlays.iterdir())] if overlays.is_dir() else []
-        remove_tree(overlays)
+        # A killed nspawn leaves its work dir: everything below the overlays' parent is this testbed's.
+        removed += overlay_entries(self.state.dir)
+        remove_tree(naming.overlays(self.state.dir))
         for ns in [r.netns for r in self.rec.nodes.values()] + ([self.rec.switch] if self.rec.switch else []):
             if hostnet.exists(ns):
                 hostnet.remove_namespace(ns)
@@ -189,8 +186,7 @@ class NspawnProvider(Provider):
         for record in self.rec.nodes.values():
             if record.launcher and procs.alive(record.launcher):
                 found.append(f"launcher pid {record.launcher}")
-        overlays = naming.overlays(self.state.dir)
-        found += [f"overlay {entry}" for entry in sorted(overlays.iterdir())] if overlays.is_dir() else []
+        found += overlay_entries(self.state.dir)
         found += [f"mount {point}" for point in mounts_under(self.state.dir)]
         return found
 
@@ -236,3 +232,10 @@ class NspawnProvider(Provider):
                 if run == run_id:
                     return Path(root)
         return None
+
+
+def overlay_entries(testbed_dir: Path) -> list[str]:
+    """What is below a testbed's overlays' parent: the upper dirs, and the overlayfs work dirs
+    (".#<node>…") nspawn makes beside them and removes only when it exits by itself."""
+    overlays = naming.overlays(testbed_dir)
+    return [f"overlay {entry}" for entry in sorted(overlays.iterdir())] if overlays.is_dir() else []
