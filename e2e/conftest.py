@@ -48,8 +48,9 @@ XDIST_GROUPS = {
 FIRST = "document"
 
 
-def group_of(module: str) -> str:
-    """The work unit of a module (its path): its named group, else the module itself."""
+def group_of(nodeid: str) -> str:
+    """The work unit of a test: its module's named group, else its module (the path)."""
+    module = nodeid.split("::", 1)[0]
     name = module.rsplit("/", 1)[-1]
     return next((group for group, prefixes in XDIST_GROUPS.items() if name.startswith(prefixes)), module)
 
@@ -58,7 +59,7 @@ class ModuleGroupScheduling(LoadScopeScheduling):
     """xdist's loadscope (whole scopes per worker, in collection order), scopes being module groups."""
 
     def _split_scope(self, nodeid: str) -> str:
-        return group_of(nodeid.split("::", 1)[0])
+        return group_of(nodeid)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -68,7 +69,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduli
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput"):  # the scheduler hands work out in collection order
-        items.sort(key=lambda item: group_of(item.nodeid.split("::", 1)[0]) != FIRST)
+        items.sort(key=lambda item: group_of(item.nodeid) != FIRST)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
