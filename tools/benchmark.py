@@ -27,6 +27,7 @@ run failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -179,8 +180,6 @@ def phase_lines(record: Path) -> list[str]:
 
 def testbeds_up(cli: FlatbedCli) -> set[str]:
     """The run ids of the testbeds in the state root (``flatbed list --json``)."""
-    import json
-
     return {t["run_id"] for t in json.loads(cli.run("list", "--json").stdout)["testbeds"] if t.get("status") == "up"}
 
 
